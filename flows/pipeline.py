@@ -1,0 +1,89 @@
+"""The flow: create data -> extract gradients -> pre-prune -> train per seed -> select seed ->
+(post-prune) -> evaluate encoder -> decoder grid -> rewrite. Each stage is a cached, content-addressed task."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from prefect import flow, unmapped
+from prefect.futures import PrefectFuture
+
+from gradiend_core.config_loader import from_dict
+from gradiend_core.experiment import ExperimentConfig
+from gradiend_core.stages.plan import plan
+from tasks.cache import results_dir
+from tasks import (create_data, decoder_grid, evaluate_encoder, extract_gradients, post_prune, pre_prune,
+                   prepare_model, rewrite, select_seed, train_seed)
+
+TASKS = {t.name: t for t in (prepare_model.prepare_model, create_data.create_data,
+                             extract_gradients.extract_gradients, pre_prune.pre_prune, train_seed.train_seed,
+                             select_seed.select_seed, post_prune.post_prune, evaluate_encoder.evaluate_encoder,
+                             decoder_grid.decoder_grid, rewrite.rewrite)}
+
+
+def task_runner(cfg: ExperimentConfig):
+    r = cfg.runner
+    if r.kind == "threads":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=r.max_workers)
+    if r.kind == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if r.address:
+            return DaskTaskRunner(address=r.address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": r.max_workers, "threads_per_worker": 1,
+                                              "processes": True, "dashboard_address": None})
+    from prefect_ray import RayTaskRunner
+
+    return RayTaskRunner(address=r.address, init_kwargs={"num_cpus": r.max_workers, "include_dashboard": False})
+
+
+@flow(name="gradiend-flow", log_prints=True)
+def gradiend_flow(experiment: dict, store: str) -> dict:
+    """Run (or reuse) every stage of one experiment; returns the run summary (JSON-able)."""
+    t0 = time.perf_counter()
+    cfg = from_dict(ExperimentConfig, experiment, "")
+    steps = plan(cfg)
+    futures: dict[str, PrefectFuture] = {}
+    storage = results_dir(store)
+    storage.mkdir(parents=True, exist_ok=True)
+    seeds = [s for s in steps.values() if s.stage == "train-seed"]
+    for s in steps.values():
+        if s.stage == "train-seed":
+            if s is seeds[0]:  # fan out all seeds at once
+                t = TASKS["train-seed"].with_options(result_storage=str(storage))
+                maps = t.map(store=unmapped(store), conf=[p.conf for p in seeds], paths=unmapped({}),
+                             inputs=unmapped({n: futures[i] for n, i in s.inputs.items()}))
+                futures.update({p.id: f for p, f in zip(seeds, maps)})
+            continue
+        t = TASKS[s.stage].with_options(result_storage=str(storage))
+        futures[s.id] = t.submit(store=store, conf=s.conf, paths=s.paths,
+                                 inputs={n: futures[i] for n, i in s.inputs.items()})
+    manifests = {sid: f.result() for sid, f in futures.items()}
+    states = {sid: f.state for sid, f in futures.items()}
+    return summarize(steps, manifests, states, time.perf_counter() - t0, store)
+
+
+def summarize(steps, manifests: dict, states: dict, seconds: float, store: str) -> dict:
+    stages = {}
+    for sid, m in manifests.items():
+        cached = bool(m.get("cached")) or states[sid].name == "Cached"
+        stages[sid] = {"key": m["key"], "cached": cached, "seconds": 0.0 if cached else m.get("seconds", 0.0)}
+    ev = manifests["evaluate-encoder"]["info"]
+    rw = manifests["rewrite"]["info"]
+    sel = rw["selected"]
+    return {
+        "store": str(Path(store).resolve()),
+        "stages": stages,
+        "seconds": round(seconds, 2),
+        "metrics": {
+            "encoder_correlation": ev["correlation"], "encoder_split": ev["split"],
+            "best_seed": manifests["select-seed"]["info"]["best_seed"],
+            "converged_seeds": manifests["select-seed"]["info"]["convergent_count"],
+            "target_class": rw["target_class"], "direction": rw["direction"],
+            "selected": {k: sel[k] for k in ("feature_factor", "learning_rate", "value", "base_value", "lms",
+                                             "base_lms")},
+        },
+        "rewritten_model": rw["model_dir"],
+    }

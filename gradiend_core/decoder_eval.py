@@ -1,0 +1,436 @@
+"""Decoder evaluation: rewrite the base model over a grid of (feature factor, learning rate) cells and
+measure, per cell, the class probabilities at the masked position and the LMS on neutral text.
+
+Class probability ("feature score") of class C on a row (a sentence with a literal "[MASK]"):
+  MLM: sum over C's words (and their case variants that are single vocabulary tokens) of P(word at the
+       mask); a k-piece word is scored by expanding the first [MASK] to k mask tokens and multiplying
+       the k piece probabilities.
+  CLM: sum over the unique first pieces of " word" of the next-token probability after the prefix that
+       precedes the first [MASK].
+Strengthen metric for C: mean P(C) over the rows of the other class(es); weaken metric for C:
+1 - mean P(C) over C's own rows. Strengthening C only looks at cells whose feature factor is
+feature_factor(C); weakening C at cells whose feature factor belongs to another class.
+
+Deviation from the reference: every cell is applied to the base model in place and reverted bit-exactly
+(`Gradiend.applied`) instead of deep-copying the model per cell; all cells are scored on the same
+rows (both classes) and the same precomputed LMS masks, so the full table is available for plots.
+Deviation from the reference: with more than two classes the strengthen metric pools the rows of all
+other classes (the reference reads a single "other class").
+Deviation from the reference: CLM targets use the leading-space form of the word (" he") for
+byte-level tokenizers; a row whose [MASK] starts the sentence is scored after the BOS token.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+import pandas as pd
+import torch
+
+from gradiend_core.errors import ConfigError, DataError, GradiendError
+from gradiend_core.lm import mask_token_or_error, target_token_ids
+from gradiend_core.lms import PreparedLMS, prepare_lms, score_lms
+from gradiend_core.selection import get_policy
+
+MASK = "[MASK]"
+DEFAULT_LEARNING_RATES = (100.0, 50.0, 20.0, 10.0, 5.0, 2.0, 1.0, 0.5, 0.2, 0.1,
+                          0.05, 0.02, 0.01, 0.005, 0.002, 0.001)
+PARTS = ("decoder", "decoder-weight", "decoder-bias", "decoder-sum", "encoder-weight")
+POLICIES = ("lms_threshold", "lms_times_metric")
+
+
+@dataclass
+class DecoderGridConfig:
+    learning_rates: list[float] | None = None   # None -> the reference's 16 values (100 ... 0.001)
+    feature_factors: list[float] | None = None  # None -> gradiend.feature_factor(C) for every class
+    max_rows_per_class: int | None = None       # cap of probability rows per factual class (seeded sample)
+    lms_max_texts: int | None = None            # cap of neutral texts for the LMS
+    batch_size: int = 32
+    policy: str = "lms_threshold"               # or "lms_times_metric"
+    lms_ratio: float = 0.99                     # lms_threshold keeps cells with lms >= ratio * base_lms
+    part: str = "decoder"
+    seed: int = 42
+
+    def validate(self) -> "DecoderGridConfig":
+        for name in ("learning_rates", "feature_factors"):
+            vals = getattr(self, name)
+            if vals is not None and (len(vals) == 0 or not all(_finite(v) for v in vals)):
+                raise ConfigError(f"decoder {name} must be a non-empty list of finite numbers or null, got {vals}")
+        for name in ("max_rows_per_class", "lms_max_texts"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < 1):
+                raise ConfigError(f"decoder {name} must be a positive integer or null, got {v!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"decoder batch_size must be a positive integer, got {self.batch_size!r}")
+        if self.policy not in POLICIES:
+            raise ConfigError(f"unknown decoder selection policy {self.policy!r}; use one of {list(POLICIES)}")
+        if not (_finite(self.lms_ratio) and self.lms_ratio > 0):
+            raise ConfigError(f"decoder lms_ratio must be a positive number (e.g. 0.99), got {self.lms_ratio}")
+        if self.part not in PARTS:
+            raise ConfigError(f"unknown rewrite part {self.part!r}; use one of {list(PARTS)}")
+        return self
+
+    def lrs(self) -> list[float]:
+        """Learning rates in ascending order (the reference's sorted (ff, lr) cell order)."""
+        return sorted({float(v) for v in (self.learning_rates or DEFAULT_LEARNING_RATES)})
+
+
+def _finite(x) -> bool:
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+# ----------------------------------------------------------------------------- probability rows
+
+@dataclass
+class _Group:
+    """Rows encoded for one candidate length k (MLM: k masks; CLM: k=1, the next token)."""
+
+    batches: list[dict[str, torch.Tensor]]  # input_ids/attention_mask (B,T), positions (B,k), rows (B,)
+    cand_ids: torch.Tensor                  # (M, k) piece ids of each candidate word
+    cand_class: torch.Tensor                # (M,) class index of each candidate
+
+
+@dataclass
+class ProbabilityRows:
+    """Encoded probability rows, reusable across grid cells."""
+
+    objective: str
+    classes: list[str]          # classes whose probability is measured (class_words order)
+    dataset_classes: list[str]  # factual classes of the rows
+    row_dataset: torch.Tensor   # (N,) index into dataset_classes
+    groups: list[_Group] = field(repr=False)
+    candidates: dict[str, list[str]] = field(default_factory=dict)  # class -> candidate strings (for reports)
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.row_dataset.numel())
+
+
+def _case_variants(word: str) -> list[str]:
+    w = word.strip()
+    return list(dict.fromkeys([w, w.lower(), w.capitalize(), w.upper()]))
+
+
+def _candidates(tokenizer, objective: str, words: Sequence[str]) -> dict[tuple[int, ...], str]:
+    """piece-id tuple -> surface form. The given word always counts (any number of pieces); a case
+    variant only when it is one vocabulary token (so "HE" -> "H", "##E" does not add noise)."""
+    out: dict[tuple[int, ...], str] = {}
+    for word in words:
+        for i, form in enumerate(_case_variants(word)):
+            try:
+                ids = target_token_ids(tokenizer, form, objective)
+            except GradiendError:
+                if i == 0:
+                    raise
+                continue
+            if objective == "clm":
+                ids = ids[:1]  # next-token scoring sees only the first piece (reference behaviour)
+            if i > 0 and len(ids) != 1:
+                continue
+            out.setdefault(tuple(ids), form)
+    return out
+
+
+def _class_candidates(tokenizer, objective, class_words) -> tuple[dict[int, tuple[list, list]], dict]:
+    """k -> (piece tuples, class indices); plus class -> candidate strings."""
+    by_k: dict[int, tuple[list, list]] = {}
+    names: dict[str, list[str]] = {}
+    for ci, (cls, words) in enumerate(class_words.items()):
+        cands = _candidates(tokenizer, objective, words)
+        names[cls] = list(cands.values())
+        for ids in cands:
+            ks = by_k.setdefault(len(ids), ([], []))
+            ks[0].append(list(ids))
+            ks[1].append(ci)
+    return by_k, names
+
+
+def _split_mask(masked: str) -> tuple[str, str]:
+    i = masked.find(MASK)
+    if i < 0:
+        raise DataError(f"row has no literal {MASK}: {masked[:80]!r}; every decoder row needs one")
+    return masked[:i], masked[i + len(MASK):]
+
+
+def _collate_rows(encoded: list[tuple[list[int], list[int]]], row_ids: list[int], pad_id: int) -> dict:
+    T = max(len(e[0]) for e in encoded)
+    ids = torch.full((len(encoded), T), pad_id, dtype=torch.long)
+    att = torch.zeros((len(encoded), T), dtype=torch.long)
+    for i, (seq, _) in enumerate(encoded):
+        ids[i, : len(seq)] = torch.tensor(seq)
+        att[i, : len(seq)] = 1
+    pos = torch.tensor([e[1] for e in encoded], dtype=torch.long)  # (B, k)
+    return {"input_ids": ids, "attention_mask": att, "positions": pos, "rows": torch.tensor(row_ids)}
+
+
+def _encode_mlm(tokenizer, masked: str, k: int, max_length: int) -> tuple[list[int], list[int]]:
+    """The first [MASK] becomes k mask tokens; later [MASK]s stay single mask tokens (not scored)."""
+    mask_tok, mask_id = tokenizer.mask_token, tokenizer.mask_token_id
+    pre, post = _split_mask(masked)
+    text = pre + " ".join([mask_tok] * k) + post.replace(MASK, mask_tok)
+    ids = tokenizer(text, truncation=True, max_length=max_length)["input_ids"]
+    pos = [i for i, t in enumerate(ids) if t == mask_id][:k]
+    if len(pos) < k:
+        raise DataError(f"the mask of row {masked[:60]!r} lies beyond max_length={max_length}; shorten the row")
+    return ids, pos
+
+
+def _encode_clm(tokenizer, masked: str, max_length: int) -> tuple[list[int], list[int]]:
+    prefix = _split_mask(masked)[0].rstrip()
+    ids = tokenizer(prefix, add_special_tokens=False)["input_ids"][-max_length:] if prefix else []
+    if not ids:
+        if tokenizer.bos_token_id is None:
+            raise DataError(f"row {masked[:60]!r} has no text before {MASK} and the tokenizer has no BOS token; "
+                            "drop rows whose mask starts the sentence")
+        ids = [tokenizer.bos_token_id]
+    return ids, [len(ids) - 1]
+
+
+def _pad_id(tokenizer) -> int:
+    for tid in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if tid is not None:
+            return int(tid)
+    return 0
+
+
+def prepare_probability_rows(tokenizer, objective: str, rows_df: pd.DataFrame, class_words: Mapping[str, Sequence[str]],
+                             batch_size: int = 32, max_length: int = 512) -> ProbabilityRows:
+    """Encode every row once per candidate length; rows whose factual class has no words are dropped."""
+    if objective not in ("mlm", "clm"):
+        raise ConfigError(f"unknown LM objective {objective!r}; use 'mlm' or 'clm'")
+    if objective == "mlm":
+        mask_token_or_error(tokenizer)
+    class_words = _check_class_words(class_words)
+    df = _check_rows(rows_df, class_words)
+    dataset_classes = [c for c in class_words if c in set(df["factual_class"])]
+    row_dataset = torch.tensor([dataset_classes.index(c) for c in df["factual_class"]], dtype=torch.long)
+    by_k, names = _class_candidates(tokenizer, objective, class_words)
+    masked, pad, groups = list(df["masked"]), _pad_id(tokenizer), []
+    for k in sorted(by_k):
+        enc = [(_encode_mlm(tokenizer, m, k, max_length) if objective == "mlm" else _encode_clm(tokenizer, m, max_length))
+               for m in masked]
+        batches = [_collate_rows(enc[i: i + batch_size], list(range(i, min(i + batch_size, len(enc)))), pad)
+                   for i in range(0, len(enc), batch_size)]
+        groups.append(_Group(batches, torch.tensor(by_k[k][0], dtype=torch.long),
+                             torch.tensor(by_k[k][1], dtype=torch.long)))
+    return ProbabilityRows(objective, list(class_words), dataset_classes, row_dataset, groups, names)
+
+
+def _check_class_words(class_words) -> dict[str, list[str]]:
+    if not class_words:
+        raise ConfigError("class_words is empty; give each class its target words, e.g. {'3SG': ['he', 'she']}")
+    out = {str(c): [str(w) for w in ws if str(w).strip()] for c, ws in class_words.items()}
+    empty = [c for c, ws in out.items() if not ws]
+    if empty:
+        raise ConfigError(f"classes {empty} have no target words; give each class at least one word")
+    return out
+
+
+def _check_rows(rows_df: pd.DataFrame, class_words: Mapping) -> pd.DataFrame:
+    if rows_df is None or len(rows_df) == 0:
+        raise DataError("no decoder evaluation rows; pass the held-out rows (columns masked, factual_class)")
+    missing = [c for c in ("masked", "factual_class") if c not in rows_df.columns]
+    if missing:
+        raise DataError(f"decoder rows lack columns {missing}; pass the unified table (masked, factual_class, split)")
+    df = rows_df.assign(factual_class=rows_df["factual_class"].astype(str))
+    df = df[df["factual_class"].isin(list(class_words))]
+    if len(df) == 0:
+        raise DataError(f"no decoder row belongs to the classes {list(class_words)}; check factual_class values")
+    return df.reset_index(drop=True)
+
+
+@torch.no_grad()
+def score_probabilities(model, prepared: ProbabilityRows) -> torch.Tensor:
+    """P(class) per row -> (N, C) float64 (sum over each class's candidate words)."""
+    dev = next(model.parameters()).device
+    out = torch.zeros((prepared.n_rows, len(prepared.classes)), dtype=torch.float64)
+    for g in prepared.groups:
+        cand_ids, cand_class = g.cand_ids.to(dev), g.cand_class
+        k = cand_ids.shape[1]
+        for b in g.batches:
+            logits = model(input_ids=b["input_ids"].to(dev), attention_mask=b["attention_mask"].to(dev)).logits
+            B = logits.shape[0]
+            at = logits[torch.arange(B, device=dev)[:, None], b["positions"].to(dev)]  # (B, k, V)
+            probs = at.float().softmax(-1)
+            p = torch.ones((B, cand_ids.shape[0]), device=dev)  # (B, M)
+            for j in range(k):
+                p = p * probs[:, j, cand_ids[:, j]]  # piece j of every candidate at mask j
+            out[b["rows"]] += torch.zeros((B, out.shape[1]), dtype=torch.float64).index_add_(
+                1, cand_class, p.double().cpu())
+    return out
+
+
+def _dataset_means(probs: torch.Tensor, prepared: ProbabilityRows) -> dict[str, float]:
+    """{"prob_<C>_on_<D>": mean P(C) over D's rows}."""
+    cols = {}
+    for di, d in enumerate(prepared.dataset_classes):
+        sel = prepared.row_dataset == di
+        means = probs[sel].mean(0)
+        for ci, c in enumerate(prepared.classes):
+            cols[prob_column(c, d)] = float(means[ci])
+    return cols
+
+
+def prob_column(cls: str, dataset: str) -> str:
+    return f"prob_{cls}_on_{dataset}"
+
+
+# ----------------------------------------------------------------------------- the grid
+
+@dataclass
+class GridResult:
+    table: pd.DataFrame              # one row per cell (base first): is_base, feature_factor, learning_rate, lms, prob_*
+    base_lms: float
+    summary: dict[str, dict]         # "<C>" (strengthen) and "<C>_weaken" -> selected cell
+    classes: list[str]
+    dataset_classes: list[str]
+    rows_per_class: dict[str, int]
+    feature_factors: dict[str, float]  # class -> feature factor that strengthens it
+    config: dict = field(default_factory=dict)
+
+    def base_row(self) -> pd.Series:
+        return self.table[self.table["is_base"]].iloc[0]
+
+    def cell(self, feature_factor: float, learning_rate: float) -> pd.Series:
+        t = self.table[~self.table["is_base"]]
+        hit = t[(t["feature_factor"] == float(feature_factor)) & (t["learning_rate"] == float(learning_rate))]
+        if hit.empty:
+            raise DataError(f"no grid cell ff={feature_factor}, lr={learning_rate}; use a value from the grid")
+        return hit.iloc[0]
+
+    def strengthen_metric(self, row: pd.Series, cls: str) -> float:
+        """Row-weighted mean P(cls) over the rows of every other dataset class (nan if none)."""
+        others = [d for d in self.dataset_classes if d != cls]
+        n = sum(self.rows_per_class[d] for d in others)
+        if n == 0:
+            return float("nan")
+        return sum(self.rows_per_class[d] * float(row[prob_column(cls, d)]) for d in others) / n
+
+    def weaken_metric(self, row: pd.Series, cls: str) -> float:
+        if cls not in self.dataset_classes:
+            return float("nan")
+        return 1.0 - float(row[prob_column(cls, cls)])
+
+    def to_json(self) -> dict:
+        return {"table": self.table.to_dict(orient="records"), "base_lms": self.base_lms, "summary": self.summary,
+                "classes": self.classes, "dataset_classes": self.dataset_classes,
+                "rows_per_class": self.rows_per_class, "feature_factors": self.feature_factors,
+                "config": self.config}
+
+
+def _cap_rows(rows: pd.DataFrame, cap: int | None, seed: int) -> pd.DataFrame:
+    if cap is None:
+        return rows
+    parts = [g.sample(frac=1.0, random_state=seed).head(cap) for _, g in rows.groupby("factual_class", sort=False)]
+    return pd.concat(parts).sort_index()
+
+
+def _class_feature_factors(gradiend, classes: Sequence[str]) -> dict[str, float]:
+    """class -> ff that strengthens it; classes the GRADIEND has no orientation for are left out."""
+    out = {}
+    for c in classes:
+        try:
+            ff = float(gradiend.feature_factor(c))
+        except GradiendError:  # a class the GRADIEND was not trained on
+            continue
+        if ff != 0.0:
+            out[c] = ff
+    return out
+
+
+def _score_cell(model, rows: ProbabilityRows, lms: PreparedLMS) -> dict:
+    scored = score_lms(model, lms)
+    cell = {"lms": float(scored["lms"]), **_dataset_means(score_probabilities(model, rows), rows)}
+    if "perplexity" in scored:
+        cell["perplexity"] = float(scored["perplexity"])
+    return cell
+
+
+def evaluate_decoder_grid(model, tokenizer, objective: str, gradiend, rows: pd.DataFrame, neutral_texts: list[str],
+                          class_words: Mapping[str, Sequence[str]], cfg: DecoderGridConfig | None = None,
+                          progress: Callable[[int, int], None] | None = None) -> GridResult:
+    """Score the base model and every (ff, lr) rewrite; select one cell per strengthen/weaken metric.
+
+    progress(done, n_cells) is called after each cell (base included).
+    """
+    cfg = (cfg or DecoderGridConfig()).validate()
+    if objective == "mlm":
+        mask_token_or_error(tokenizer)  # before any model work
+    class_words = _check_class_words(class_words)
+    rows = _cap_rows(_check_rows(rows, class_words), cfg.max_rows_per_class, cfg.seed)
+    prepared = prepare_probability_rows(tokenizer, objective, rows, class_words, cfg.batch_size)
+    lms = prepare_lms(tokenizer, neutral_texts, objective, seed=cfg.seed, batch_size=cfg.batch_size,
+                      max_texts=cfg.lms_max_texts)
+    ff_by_class = _class_feature_factors(gradiend, list(class_words))
+    ffs = sorted({float(f) for f in (cfg.feature_factors if cfg.feature_factors is not None else ff_by_class.values())})
+    if not ffs:
+        raise ConfigError("no class has a non-zero encoding direction, so there is no feature factor to try; "
+                          "set decoder feature_factors explicitly (e.g. [-1, 1])")
+    cells = [(ff, lr) for ff in ffs for lr in cfg.lrs()]
+    n_cells = len(cells) + 1
+    was_training = model.training
+    model.eval()
+    try:
+        records = [{"is_base": True, "feature_factor": 0.0, "learning_rate": 0.0, **_score_cell(model, prepared, lms)}]
+        if progress:
+            progress(1, n_cells)
+        for i, (ff, lr) in enumerate(cells, start=2):
+            with gradiend.applied(model, lr=lr, feature_factor=ff, part=cfg.part):
+                records.append({"is_base": False, "feature_factor": ff, "learning_rate": lr,
+                                **_score_cell(model, prepared, lms)})
+            if progress:
+                progress(i, n_cells)
+    finally:
+        model.train(was_training)
+    counts = {d: int((prepared.row_dataset == i).sum()) for i, d in enumerate(prepared.dataset_classes)}
+    result = GridResult(pd.DataFrame.from_records(records), records[0]["lms"], {}, prepared.classes,
+                        prepared.dataset_classes, counts, ff_by_class, asdict(cfg))
+    result.summary = summarize(result, cfg)
+    return result
+
+
+# ----------------------------------------------------------------------------- selection
+
+def summarize(result: GridResult, cfg: DecoderGridConfig) -> dict[str, dict]:
+    """Pick one cell per metric: "<C>" strengthens C, "<C>_weaken" weakens C."""
+    policy = get_policy(cfg.policy, **({"ratio": cfg.lms_ratio} if cfg.policy == "lms_threshold" else {}))
+    base, grid = result.base_row(), result.table[~result.table["is_base"]]
+    out = {}
+    for cls, ff in result.feature_factors.items():
+        other_ffs = {f for c, f in result.feature_factors.items() if c != cls and f != ff}
+        for key, strengthen in ((cls, True), (f"{cls}_weaken", False)):
+            metric = result.strengthen_metric if strengthen else result.weaken_metric
+            base_value = metric(base, cls)
+            if not math.isfinite(base_value):
+                continue  # no rows to measure this metric on
+            keep = grid["feature_factor"] == ff if strengthen else grid["feature_factor"].isin(other_ffs)
+            cands = [{"feature_factor": float(r["feature_factor"]), "learning_rate": float(r["learning_rate"]),
+                      "lms": float(r["lms"]), "metric": metric(r, cls)} for _, r in grid[keep].iterrows()]
+            out[key] = _summary_entry(policy.select(cands, result.base_lms), base_value, result.base_lms,
+                                      strengthen, policy.name)
+    return out
+
+
+def _summary_entry(chosen: dict | None, base_value: float, base_lms: float, strengthen: bool, policy: str) -> dict:
+    if chosen is None:  # no candidate cell for this metric: report the unmodified model
+        return {"value": base_value, "feature_factor": 0.0, "learning_rate": 0.0, "lms": base_lms, "id": "base",
+                "base_lms": base_lms, "base_value": base_value, "policy": policy, "strengthen": strengthen}
+    return {"value": chosen["metric"], "feature_factor": chosen["feature_factor"],
+            "learning_rate": chosen["learning_rate"], "lms": chosen["lms"],
+            "id": {"feature_factor": chosen["feature_factor"], "learning_rate": chosen["learning_rate"]},
+            "base_lms": base_lms, "base_value": base_value, "policy": policy, "strengthen": strengthen}
+
+
+def decoder_rows(df: pd.DataFrame, split_col: str = "split") -> pd.DataFrame:
+    """Held-out rows for the decoder (reference split role): test, else validation, else train."""
+    if split_col not in df.columns:
+        return df
+    for split in ("test", "validation", "train"):
+        sel = df[df[split_col] == split]
+        if len(sel):
+            return sel
+    raise DataError(f"no row has split test/validation/train in column {split_col!r}; fix the split labels")

@@ -1,0 +1,183 @@
+"""The gradient store: per-example factual and alternative gradients in Zarr, plus a parquet row index.
+
+Layout of a store directory:
+  gradients.zarr/factual       (N, P)  one row per example (neutral rows included)
+  gradients.zarr/alternative   (N, P)  zeros for rows without an alternative (neutral rows)
+  rows.parquet                 row -> split, classes, label, kind, n_tokens
+
+Row blocks are written whole (chunk-aligned, one block per extraction batch), so no chunk is ever
+read-modify-written; sharding keeps the file count low while inner chunks stay narrow for
+column-block reads. Zarr has no bfloat16: it is stored as its uint16 bit pattern with
+`logical_dtype = "bfloat16"` in the array attributes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Literal
+
+import numpy as np
+import torch
+
+from .errors import ConfigError, StoreError
+
+StorageDtype = Literal["float16", "bfloat16", "float32"]
+KINDS = ("factual", "alternative")
+COL_CHUNK = 65_536
+COL_SHARD = 1_048_576
+
+
+def _codec(compression: str):
+    from zarr.codecs import BloscCodec, ZstdCodec
+
+    if compression == "blosc-zstd":
+        return [BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")]
+    if compression == "zstd":
+        return [ZstdCodec(level=1)]
+    if compression == "none":
+        return None
+    raise ConfigError(f"unknown compression '{compression}'; use blosc-zstd, zstd or none")
+
+
+def to_storage(x: torch.Tensor, dtype: StorageDtype) -> np.ndarray:
+    """(n, P) float tensor -> numpy array in the storage representation."""
+    x = x.detach().to("cpu")
+    if dtype == "bfloat16":
+        return x.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    if dtype == "float16":
+        return x.to(torch.float16).numpy()
+    if dtype == "float32":
+        return x.to(torch.float32).numpy()
+    raise ConfigError(f"unknown storage dtype '{dtype}'; use float16, bfloat16 or float32")
+
+
+def from_storage(a: np.ndarray, dtype: str) -> torch.Tensor:
+    """Storage array -> float32 tensor."""
+    if dtype == "bfloat16":
+        return torch.from_numpy(np.ascontiguousarray(a).view(np.int16)).view(torch.bfloat16).float()
+    return torch.from_numpy(np.ascontiguousarray(a)).float()
+
+
+def create_store(path: Path, n_rows: int, dim: int, dtype: StorageDtype = "float16",
+                 chunk_rows: int = 16, compression: str = "blosc-zstd", kinds=KINDS, attrs=None,
+                 shard_rows: int | None = None):
+    """Create empty (n_rows, dim) arrays for each kind; returns the zarr group.
+
+    Inner chunks are (chunk_rows, 64Ki columns); shards group `shard_rows` rows x ~1Mi columns, and
+    writers always write whole shard-row blocks.
+    """
+    import zarr
+
+    np_dtype = {"float16": "float16", "bfloat16": "uint16", "float32": "float32"}.get(dtype)
+    if np_dtype is None:
+        raise ConfigError(f"unknown storage dtype '{dtype}'; use float16, bfloat16 or float32")
+    group = zarr.open_group(str(path), mode="w")
+    col_chunk = min(COL_CHUNK, dim)
+    col_shard = min(max(COL_SHARD // col_chunk, 1) * col_chunk, -(-dim // col_chunk) * col_chunk)
+    for kind in kinds:
+        group.create_array(
+            kind, shape=(n_rows, dim), dtype=np_dtype, chunks=(chunk_rows, col_chunk),
+            shards=(shard_rows or chunk_rows, col_shard), compressors=_codec(compression), fill_value=0,
+            attributes={"logical_dtype": dtype, **(attrs or {})})
+    return group
+
+
+@dataclass
+class GradientStore:
+    """Read access to a gradient store directory (`gradients.zarr` inside `root`)."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        import zarr
+
+        self.root = Path(self.root)
+        zpath = self.root / "gradients.zarr"
+        if not zpath.exists():
+            raise StoreError(f"no gradient store at {zpath}; re-run extract-gradients")
+        self.group = zarr.open_group(str(zpath), mode="r")
+        a = self.group["factual"]
+        self.n_rows, self.dim = a.shape
+        self.chunk_rows = a.chunks[0]
+        self.block_rows = (a.shards or a.chunks)[0]  # rows written together
+        self.dtype = a.attrs.get("logical_dtype", "float32")
+
+    def array(self, kind: str):
+        if kind not in KINDS:
+            raise ConfigError(f"unknown gradient kind '{kind}'; use factual or alternative")
+        return self.group[kind]
+
+    def rows(self, kind: str, idx) -> torch.Tensor:
+        """(len(idx), P) float32 for the given row indices (any order)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        order = np.argsort(idx, kind="stable")
+        got = self.array(kind).oindex[idx[order].tolist(), :]
+        out = np.empty_like(got)
+        out[order] = got
+        return from_storage(out, self.dtype)
+
+    def col_blocks(self, width: int = COL_SHARD) -> Iterator[tuple[int, int]]:
+        for c0 in range(0, self.dim, width):
+            yield c0, min(c0 + width, self.dim)
+
+    def rows_cols(self, kind: str, idx, c0: int, c1: int) -> torch.Tensor:
+        idx = sorted(int(i) for i in idx)
+        return from_storage(self.array(kind).oindex[idx, c0:c1], self.dtype)
+
+
+def assemble(kind: str, g_f: torch.Tensor, g_a: torch.Tensor) -> torch.Tensor:
+    """source/target vector from factual and alternative gradients."""
+    if kind == "factual":
+        return g_f
+    if kind == "alternative":
+        return g_a
+    if kind == "diff":
+        return g_f - g_a
+    raise ConfigError(f"unknown gradient kind '{kind}'; use factual, alternative or diff")
+
+
+def mean_abs_importance(store: GradientStore, rows, source: str) -> torch.Tensor:
+    """|mean over `rows` of the source gradient| (P,), streamed in column blocks (bounded memory)."""
+    out = torch.empty(store.dim, dtype=torch.float32)
+    for c0, c1 in store.col_blocks():
+        g_f = store.rows_cols("factual", rows, c0, c1) if source in ("factual", "diff") else None
+        g_a = store.rows_cols("alternative", rows, c0, c1) if source in ("alternative", "diff") else None
+        if source == "diff":
+            block = g_f - g_a
+        else:
+            block = g_f if g_f is not None else g_a
+        out[c0:c1] = block.mean(dim=0).abs()
+    return out
+
+
+def topk_indices(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the k largest scores, sorted ascending; ties keep the lowest indices."""
+    k = max(1, min(int(k), scores.numel()))
+    # stable descending sort: equal scores keep index order, so the lowest indices win ties
+    order = torch.sort(scores, descending=True, stable=True).indices[:k]
+    return torch.sort(order).values
+
+
+def compact(src: GradientStore, dst_root: Path, keep: torch.Tensor, compression: str = "blosc-zstd",
+            progress=None) -> None:
+    """Write a store holding only the kept columns, reading the source once in row x column blocks."""
+    keep = keep.to(torch.int64)
+    # one-row inner chunks: training reads scattered single rows from the compact store
+    dst = create_store(dst_root / "gradients.zarr", src.n_rows, int(keep.numel()), src.dtype,
+                       1, compression, shard_rows=src.block_rows)
+    bounds = [(c0, c1) for c0, c1 in src.col_blocks()]
+    # kept positions split per source column block: keep is sorted
+    cuts = torch.searchsorted(keep, torch.tensor([c0 for c0, _ in bounds] + [src.dim]))
+    for kind in KINDS:
+        a_src, a_dst = src.array(kind), dst[kind]
+        for r0 in range(0, src.n_rows, src.block_rows):
+            r1 = min(r0 + src.block_rows, src.n_rows)
+            parts = []
+            for b, (c0, c1) in enumerate(bounds):
+                sel = keep[cuts[b]:cuts[b + 1]]
+                if sel.numel():
+                    block = a_src[r0:r1, c0:c1]
+                    parts.append(block[:, (sel - c0).numpy()])
+            a_dst[r0:r1] = np.concatenate(parts, axis=1)
+            if progress:
+                progress(r1, src.n_rows)

@@ -1,0 +1,229 @@
+"""PNG plots of training, encoder and decoder results (matplotlib Agg canvas, no display, no pyplot state).
+
+Each `plot_*` builds its figure with the matching `*_figure` function (so callers and tests can inspect
+titles, labels and legends), writes a PNG atomically and returns the path.
+"""
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from gradiend_core.errors import DataError
+from gradiend_core.io import atomic_write_bytes
+
+BOUNDARY = 0.5  # encoder decision boundaries at +-0.5 (reference)
+
+
+def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
+    """Render `fig` to PNG bytes and write them atomically."""
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def _floats(xs) -> np.ndarray:
+    return np.array([np.nan if x is None else float(x) for x in xs], dtype=float)
+
+
+# ----------------------------------------------------------------------------- training convergence
+
+def _check_stats(stats: Mapping) -> tuple[np.ndarray, np.ndarray, dict, np.ndarray]:
+    steps = _floats(stats.get("eval_steps") or [])
+    if steps.size == 0:
+        raise DataError("training stats have no eval_steps; train with evaluation on before plotting convergence")
+    corr = _floats(stats.get("correlation") or [])
+    means = {str(k): _floats(v) for k, v in (stats.get("mean_by_class") or {}).items()}
+    for name, arr in [("correlation", corr)] + [(f"mean_by_class[{k}]", v) for k, v in means.items()]:
+        if arr.size != steps.size:
+            raise DataError(f"training stats {name} has {arr.size} values for {steps.size} eval_steps; "
+                            "pass one value per evaluation")
+    return steps, corr, means, _floats(stats.get("loss") or [])
+
+
+def training_convergence_figure(stats: Mapping, class_names: Mapping[str, str] | None = None) -> Figure:
+    class_names = {"1": "3SG", "-1": "3PL"} if class_names is None else {str(k): v for k, v in class_names.items()}
+    steps, corr, means, loss = _check_stats(stats)
+    fig = Figure(figsize=(8, 9))
+    ax_c, ax_m, ax_l = fig.subplots(3, 1)
+    fig.suptitle("GRADIEND training convergence")
+
+    ax_c.plot(steps, corr, marker="o", color="tab:blue", label="validation correlation (encoded vs. label)")
+    best = stats.get("best") or {}
+    if best.get("step") is not None:
+        ax_c.axvline(best["step"], color="tab:red", ls="--", lw=1)
+        ax_c.plot([best["step"]], [best.get("correlation", np.nan)], marker="*", ms=14, color="tab:red", ls="",
+                  label=f"best checkpoint (step {best['step']}, r={float(best.get('correlation', np.nan)):.3f})")
+    ax_c.set(title="Encoder correlation per evaluation", xlabel="training step", ylabel="Pearson correlation")
+    ax_c.legend(loc="best", fontsize=8)
+
+    for key, vals in means.items():
+        name = class_names.get(key, key)
+        ax_m.plot(steps, vals, marker="o", label=f"{name} (label {key})")
+    ax_m.axhline(0.0, color="grey", lw=0.8, ls=":")
+    ax_m.set(title="Mean encoded value per class", xlabel="training step", ylabel="mean encoded value")
+    if means:
+        ax_m.legend(loc="best", fontsize=8, title="class")
+    else:
+        ax_m.text(0.5, 0.5, "no class means recorded", ha="center", va="center", transform=ax_m.transAxes)
+
+    if loss.size:
+        ax_l.plot(np.arange(1, loss.size + 1), loss, color="tab:green", lw=1, label="training MSE loss")
+        finite = loss[np.isfinite(loss)]
+        if finite.size and (finite > 0).all():
+            ax_l.set_yscale("log")
+        ax_l.legend(loc="best", fontsize=8)
+    else:
+        ax_l.text(0.5, 0.5, "no loss recorded", ha="center", va="center", transform=ax_l.transAxes)
+    ax_l.set(title="Training loss per step", xlabel="training step", ylabel="loss")
+    fig.tight_layout()
+    return fig
+
+
+def plot_training_convergence(stats: Mapping, path: str | Path,
+                              class_names: Mapping[str, str] | None = None) -> Path:
+    """Correlation (best step marked), class means per evaluation, and loss per step -> PNG."""
+    return save_figure(training_convergence_figure(stats, class_names), path)
+
+
+# ----------------------------------------------------------------------------- encoder distributions
+
+def _group_order(groups: list[str]) -> list[str]:
+    """Classes first (order of appearance), neutral groups last."""
+    return sorted(dict.fromkeys(groups), key=lambda g: ("neutral" in g.lower(), groups.index(g)))
+
+
+def _draw_groups(ax, df: pd.DataFrame, order: list[str], colors: dict) -> None:
+    rng = np.random.default_rng(0)  # jitter only; fixed so the image is reproducible
+    for i, g in enumerate(order):
+        vals = df.loc[df["group"] == g, "encoded"].to_numpy(dtype=float)
+        vals = vals[np.isfinite(vals)]
+        if vals.size == 0:
+            continue
+        if vals.size >= 2 and np.ptp(vals) > 0:
+            parts = ax.violinplot([vals], positions=[i], widths=0.8, showextrema=False)
+            for body in parts["bodies"]:
+                body.set_facecolor(colors[g])
+                body.set_alpha(0.35)
+        ax.scatter(i + rng.uniform(-0.12, 0.12, vals.size), vals, s=8, color=colors[g], alpha=0.7)
+        ax.plot([i - 0.3, i + 0.3], [vals.mean()] * 2, color="black", lw=2)
+    ax.set_xticks(range(len(order)))
+    ax.set_xticklabels([f"{g}\n(n={int((df['group'] == g).sum())})" for g in order], fontsize=8)
+    for b in (-BOUNDARY, BOUNDARY):
+        ax.axhline(b, color="tab:red", ls="--", lw=1)
+    ax.axhline(0.0, color="grey", ls=":", lw=0.8)
+
+
+def encoder_distributions_figure(df: pd.DataFrame) -> Figure:
+    if df is None or len(df) == 0:
+        raise DataError("no encoded rows to plot; run the encoder evaluation first")
+    missing = [c for c in ("encoded", "group") if c not in df.columns]
+    if missing:
+        raise DataError(f"encoder table lacks columns {missing}; it needs 'encoded' and 'group'")
+    df = df.assign(group=df["group"].astype(str))
+    order = _group_order(list(df["group"]))
+    palette = [f"C{i}" for i in range(10)]
+    colors = {g: palette[i % 10] for i, g in enumerate(order)}
+    splits = list(dict.fromkeys(df["split"].astype(str))) if "split" in df.columns else [None]
+    fig = Figure(figsize=(max(6, 1.6 * len(order) * len(splits)), 5))
+    axes = np.atleast_1d(fig.subplots(1, len(splits), sharey=True, squeeze=False)[0])
+    for ax, split in zip(axes, splits):
+        part = df if split is None else df[df["split"].astype(str) == split]
+        _draw_groups(ax, part, order, colors)
+        ax.set(title="all rows" if split is None else f"split: {split}", xlabel="group",
+               ylabel="encoded value")
+    handles = [Patch(color=colors[g], alpha=0.5, label=g) for g in order] + [
+        Line2D([], [], color="black", lw=2, label="group mean"),
+        Line2D([], [], color="tab:red", ls="--", label=f"class boundaries ±{BOUNDARY}"),
+    ]
+    axes[-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    fig.suptitle("Distribution of GRADIEND encoded values per group")
+    fig.tight_layout()
+    return fig
+
+
+def plot_encoder_distributions(df: pd.DataFrame, path: str | Path) -> Path:
+    """Violins + points of encoded values per group (facets per split), boundaries ±0.5 -> PNG."""
+    return save_figure(encoder_distributions_figure(df), path)
+
+
+# ----------------------------------------------------------------------------- probability shifts
+
+def _xscale(ax, lrs: np.ndarray) -> None:
+    if (lrs > 0).all():
+        ax.set_xscale("log")
+    else:
+        nz = np.abs(lrs[lrs != 0])
+        ax.set_xscale("symlog", linthresh=float(nz.min()) if nz.size else 1.0)
+
+
+def probability_shifts_figure(grid, target_class: str, selected: dict | None = None) -> Figure:
+    from gradiend_core.decoder_eval import prob_column
+
+    if grid.table is None or len(grid.table) == 0:
+        raise DataError("the decoder grid is empty; run the decoder evaluation first")
+    if target_class not in grid.feature_factors:
+        raise DataError(f"class {target_class!r} has no strengthening feature factor in this grid; "
+                        f"use one of {sorted(grid.feature_factors)}")
+    ff = float(grid.feature_factors[target_class])
+    selected = grid.summary.get(target_class) if selected is None else selected
+    cells = grid.table[(~grid.table["is_base"]) & (grid.table["feature_factor"] == ff)].sort_values("learning_rate")
+    if cells.empty:
+        raise DataError(f"the grid has no cell with feature factor {ff:+g}; include it in decoder feature_factors")
+    base = grid.base_row()
+    lrs = cells["learning_rate"].to_numpy(dtype=float)
+    sel_lr = None
+    if selected and selected.get("id") != "base" and float(selected.get("feature_factor", np.nan)) == ff:
+        sel_lr = float(selected["learning_rate"])
+
+    panels = 1 + len(grid.dataset_classes)
+    fig = Figure(figsize=(5.5 * panels, 4.5))
+    axes = np.atleast_1d(fig.subplots(1, panels, squeeze=False)[0])
+    fig.suptitle(f"Rewriting with feature factor {ff:+g} (strengthens {target_class}): "
+                 "language modelling and class probabilities vs. learning rate\n"
+                 f"(selection metric: P({target_class}) on sentences of the other class; dotted = base model)")
+
+    ax = axes[0]
+    ax.plot(lrs, cells["lms"], marker="o", lw=2.5, color="tab:purple", label="LMS of rewritten model")
+    ax.axhline(grid.base_lms, color="tab:purple", ls=":", label=f"LMS of base model ({grid.base_lms:.3f})")
+    ratio = (grid.config or {}).get("lms_ratio")
+    if (grid.config or {}).get("policy") == "lms_threshold" and ratio:
+        ax.axhline(ratio * grid.base_lms, color="grey", ls="-.", lw=1, label=f"LMS threshold ({ratio:g} × base)")
+    if sel_lr is not None:
+        ax.plot([sel_lr], [float(selected["lms"])], marker="*", ms=16, color="gold", mec="black", ls="",
+                label=f"selected lr = {sel_lr:g}")
+    ax.set(title="Language modelling score (neutral text)", xlabel="learning rate", ylabel="LMS")
+
+    for ax, d in zip(axes[1:], grid.dataset_classes):
+        for i, c in enumerate(grid.classes):
+            col = prob_column(c, d)
+            thick = c == target_class
+            ax.plot(lrs, cells[col], marker="o", lw=2.5 if thick else 1.2, color=f"C{i}",
+                    label=f"P({c}) after rewrite")
+            ax.axhline(float(base[col]), color=f"C{i}", ls=":", lw=1, label=f"P({c}) base model")
+            if thick and sel_lr is not None:
+                y = float(cells.loc[cells["learning_rate"] == sel_lr, col].iloc[0])
+                ax.plot([sel_lr], [y], marker="*", ms=16, color="gold", mec="black", ls="")
+        ax.set(title=f"Class probabilities on {d} sentences (n={grid.rows_per_class.get(d, 0)})",
+               xlabel="learning rate", ylabel="mean probability at the mask")
+    for ax in axes:
+        _xscale(ax, lrs)
+        if sel_lr is not None:
+            ax.axvline(sel_lr, color="black", ls="--", lw=1, label="selected cell" if ax is axes[0] else None)
+        ax.legend(loc="best", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_probability_shifts(grid, path: str | Path, target_class: str, selected: dict | None = None) -> Path:
+    """LMS and P(class) vs learning rate for the ff strengthening `target_class`, selected cell starred -> PNG."""
+    return save_figure(probability_shifts_figure(grid, target_class, selected), path)

@@ -1,0 +1,101 @@
+"""Helpers shared by stage modules: corpus identity, loading upstream outputs, content digests."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from ..errors import ConfigError, StoreError
+from ..io import read_json, sha256_file
+
+
+def section(cfg_section) -> dict:
+    return dataclasses.asdict(cfg_section)
+
+
+def file_digest(path: str | None) -> str | None:
+    """Content digest of a file or directory (never the path name: a changed file must change keys)."""
+    if path is None:
+        return None
+    p = Path(path)
+    if p.is_file():
+        return sha256_file(p)
+    if p.is_dir():
+        import hashlib
+
+        h = hashlib.sha256()
+        for f in sorted(q for q in p.rglob("*") if q.is_file()):
+            h.update(f.relative_to(p).as_posix().encode())
+            h.update(sha256_file(f).encode())
+        return h.hexdigest()
+    raise ConfigError(f"file '{path}' not found; fix the path in the experiment (data.corpus / neutral_corpus)")
+
+
+def builtin_dataset(name: str) -> dict:
+    from ..data.builtin import BUILTIN_DATASETS
+
+    if name not in BUILTIN_DATASETS:
+        from ..config_loader import suggest
+
+        raise ConfigError(f"data.builtin: unknown data set '{name}'{suggest(name, BUILTIN_DATASETS)}; "
+                          f"choose one of {', '.join(BUILTIN_DATASETS)}")
+    return BUILTIN_DATASETS[name]
+
+
+def corpus_identity(data) -> dict:
+    """What determines the base texts: the builtin's name or the corpus files' content digests."""
+    return {"builtin": data.builtin, "corpus": file_digest(data.corpus), "text_column": data.text_column,
+            "neutral_corpus": file_digest(data.neutral_corpus)}
+
+
+def corpus_texts(data) -> list[str]:
+    from ..data.sources import load_texts
+
+    if data.corpus is not None:
+        return load_texts(data.corpus, text_column=data.text_column)
+    return list(builtin_dataset(data.builtin)["texts"]())
+
+
+def neutral_texts(data) -> list[str]:
+    from ..data.sources import load_texts
+
+    if data.neutral_corpus is not None:
+        return load_texts(data.neutral_corpus, text_column=data.text_column)
+    if data.builtin is not None and data.corpus is None:
+        return list(builtin_dataset(data.builtin)["neutral"]())
+    return corpus_texts(data)
+
+
+def class_map(data) -> dict[str, list[str]]:
+    if data.classes is not None:
+        return {k: list(v) for k, v in data.classes.items()}
+    if data.builtin is None:
+        raise ConfigError("data.classes is required with a custom corpus, e.g. {3SG: [he, she], 3PL: [they]}")
+    return {k: list(v) for k, v in builtin_dataset(data.builtin)["classes"].items()}
+
+
+def out_path(manifest: dict) -> Path:
+    return Path(manifest["path"])
+
+
+def info(manifest: dict) -> dict:
+    return manifest.get("info", {})
+
+
+def load_prepared_model(model_manifest: dict):
+    """The base LM recorded by prepare-model, checked against its recorded digest."""
+    from ..lm import load_base_model
+
+    i = info(model_manifest)
+    base = load_base_model(i["model_dir"], allow_missing_head=False)
+    if base.digest != i["digest"]:
+        raise StoreError(f"model files in {i['model_dir']} changed since prepare-model recorded digest "
+                         f"{i['digest'][:12]} (now {base.digest[:12]}); re-run to refresh prepare-model")
+    base.name_or_path = i["name_or_path"]
+    return base
+
+
+def read_manifest_json(manifest: dict, rel: str):
+    p = out_path(manifest) / rel
+    if not p.exists():
+        raise StoreError(f"{p} is missing; the output is incomplete, re-run the flow to recompute it")
+    return read_json(p)

@@ -1,0 +1,26 @@
+"""post-prune (optional): keep the top-k GRADIEND input dims by weight importance of the selected model."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..checkpoint import load_gradiend, save_gradiend
+from .common import out_path, section
+
+NAME = "post-prune"
+VERSION = "1"
+
+
+def config_slice(cfg) -> dict:
+    return {"post_prune": section(cfg.post_prune)}
+
+
+def paths(cfg) -> dict:
+    return {}
+
+
+def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
+    p = conf["post_prune"]
+    g = load_gradiend(out_path(inputs["model"]) / "model")
+    pruned = g.prune(topk=p["topk"], part=p["part"])
+    save_gradiend(pruned, out / "model")
+    return {"input_dim_before": g.model.input_dim, "input_dim": pruned.model.input_dim}

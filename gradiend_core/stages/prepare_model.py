@@ -1,0 +1,47 @@
+"""prepare-model: resolve the base model, fit a masked-LM head when it has none, record its digest."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..lm import load_base_model, resolve_model_path
+from .common import corpus_identity, corpus_texts, file_digest, section
+
+NAME = "prepare-model"
+VERSION = "1"
+
+
+def config_slice(cfg) -> dict:
+    path = resolve_model_path(cfg.model.name_or_path)  # fails early on a missing model
+    return {"model": section(cfg.model), "model_files": file_digest(str(path)),
+            "corpus": corpus_identity(cfg.data)}
+
+
+def paths(cfg) -> dict:
+    return {"corpus": cfg.data.corpus}
+
+
+def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
+    from ..experiment import DataSection, ModelSection
+
+    m = ModelSection(**conf["model"])
+    base = load_base_model(m.name_or_path, allow_missing_head=m.fit_head != "never")
+    src_dir = str(resolve_model_path(m.name_or_path))
+    head = None
+    model_dir = src_dir
+    if base.objective == "mlm" and (base.head_fitted is False or m.fit_head == "always"):
+        from ..head import HeadFitConfig, fit_mlm_head
+
+        data = DataSection(**{k: v for k, v in conf["corpus"].items() if k == "text_column"},
+                           builtin=conf["corpus"]["builtin"], corpus=paths.get("corpus"))
+        texts = corpus_texts(data)[: m.head_max_texts]
+        progress(0.05, f"fitting the masked-LM head on {len(texts)} texts")
+        head = fit_mlm_head(base, texts, HeadFitConfig(steps=m.head_steps, lr=m.head_lr,
+                                                       batch_size=m.head_batch_size, seed=m.head_seed))
+        model_dir = str(out / "model")
+        base.model.save_pretrained(model_dir)
+        base.tokenizer.save_pretrained(model_dir)
+        base = load_base_model(model_dir)  # digest of exactly what downstream stages will load
+    return {"name_or_path": m.name_or_path, "source_dir": src_dir, "model_dir": model_dir,
+            "digest": base.digest, "objective": base.objective, "head": head,
+            "n_parameters": int(sum(p.numel() for p in base.model.parameters()))}
+

@@ -1,0 +1,67 @@
+"""Run one stage against the artifact store: reuse a valid output or build and publish a new one."""
+from __future__ import annotations
+
+import logging
+import platform
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+from ..cas import ArtifactStore, stage_key
+
+log = logging.getLogger("gradiend_core.stages")
+
+ProgressFn = Callable[[float, str], None]  # (fraction done in [0, 1], message)
+
+
+def upstream_keys(inputs: dict[str, dict]) -> dict[str, str]:
+    return {name: m["key"] for name, m in inputs.items()}
+
+
+def key_for(stage: str, version: str, conf: dict, inputs: dict[str, dict]) -> str:
+    return stage_key(stage, version, conf, upstream_keys(inputs))
+
+
+def _versions() -> dict:
+    import torch
+    import transformers
+
+    from .. import __version__
+
+    return {"gradiend_flow": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "python": platform.python_version()}
+
+
+def run_stage(store: ArtifactStore, stage: str, version: str, conf: dict, inputs: dict[str, dict],
+              build: Callable[..., dict], progress: ProgressFn | None = None,
+              paths: dict | None = None) -> dict:
+    """Return the stage's manifest (with `cached` and `path`), computing it only when needed.
+
+    `conf` is hashed into the key; `paths` (where input files live) is not: the slice carries their
+    content digests instead, so moving a file does not invalidate, and editing one does.
+
+    The per-key lock makes concurrent runs of the same experiment compute each output once: the
+    second run waits, then finds the published output valid and reuses it.
+    """
+    key = key_for(stage, version, conf, inputs)
+    with store.lock(stage, key):
+        problems = store.problems(stage, key)
+        if not problems:
+            m = store.load(stage, key)
+            m["cached"] = True
+            return m
+        if store.manifest(stage, key) is not None:
+            log.warning("recomputing %s/%s: %s", stage, key, "; ".join(problems[:3]))
+        staging = store.staging_dir(stage, key)
+        t0 = time.perf_counter()
+        try:
+            info = build(staging, conf, inputs, progress or (lambda f, msg="": None), paths or {})
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        record = {"version": version, "config": conf, "upstream": upstream_keys(inputs),
+                  "seconds": round(time.perf_counter() - t0, 3), "versions": _versions(), "info": info}
+        m = store.publish(stage, key, staging, record)
+        m["cached"] = False
+        return m

@@ -1,0 +1,127 @@
+"""train-seed: one GRADIEND training run fed from the (pruned) gradient store.
+
+A training step's source/target is the mean of `base_batch_size` same-class examples' gradients: the
+gradient of a base batch's mean loss (the reference semantics, exact for one-token targets), built from
+stored per-example gradients so the batch size can change without re-extracting. Batches are drawn per
+class in a seeded order, full batches only, round-robin over the classes, the same order every epoch.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from ..checkpoint import save_gradiend
+from ..grad_store import GradientStore, assemble
+from ..gradiend import BaseIdentity, Gradiend
+from ..io import atomic_write_json
+from ..training import EvalSet, TrainConfig, train_gradiend
+from .common import info, out_path, section
+from .extract_gradients import read_param_map
+
+NAME = "train-seed"
+VERSION = "1"
+
+
+def config_slice(cfg, seed: int) -> dict:
+    return {"train": section(cfg.train), "seed": seed}
+
+
+def train_config(t) -> TrainConfig:
+    return TrainConfig(learning_rate=t.learning_rate, weight_decay=t.weight_decay, adam_epsilon=t.adam_epsilon,
+                       optim=t.optim, num_epochs=t.num_epochs, max_steps=t.max_steps, batch_size=t.batch_size,
+                       eval_steps=t.eval_steps, latent_dim=t.latent_dim, activation_encoder=t.activation_encoder,
+                       activation_decoder=t.activation_decoder, bias_decoder=t.bias_decoder, normalize=t.normalize)
+
+
+def batch_plan(rows: pd.DataFrame, base_batch_size: int, seed: int) -> list[list[int]]:
+    """Store rows of each base batch: per class shuffled, full batches, round-robin over classes."""
+    train = rows[(rows["kind"] == "training") & (rows["split"] == "train") & (rows["label"] != 0)]
+    groups = []
+    for _, g in sorted(train.groupby("label"), key=lambda kv: -kv[0]):  # +1 class first
+        idx = list(g["store_row"])
+        random.Random(seed).shuffle(idx)
+        groups.append([idx[i:i + base_batch_size] for i in range(0, len(idx) - base_batch_size + 1, base_batch_size)])
+    groups = [g for g in groups if g]
+    if not groups:
+        from ..errors import DataError
+
+        raise DataError(f"no full training batch of {base_batch_size} rows; lower train.base_batch_size "
+                        f"or add data (data.max_per_class)")
+    # round-robin over classes; a smaller class is cycled, a larger one's tail is not visited (reference)
+    plan = []
+    for b in range(sum(len(g) for g in groups)):
+        g = groups[b % len(groups)]
+        plan.append(g[(b // len(groups)) % len(g)])
+    return plan
+
+def eval_label_sign(source: str) -> int:
+    """An alternative-token gradient carries the other class: its label is negated (reference)."""
+    return -1 if source == "alternative" else 1
+
+
+def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
+    from ..experiment import TrainSection
+
+    t = TrainSection(**conf["train"])
+    seed = int(conf["seed"])
+    ext, pre = inputs["extract"], inputs["pre_prune"]
+    rows = pd.read_parquet(out_path(ext) / "rows.parquet")
+    store = GradientStore(Path(info(pre)["store_dir"]))
+    pmap = read_param_map(out_path(pre))
+    plan = batch_plan(rows, t.base_batch_size, t.seed)
+
+    def batches(epoch: int):
+        for i in range(0, len(plan) - t.batch_size + 1, t.batch_size):
+            src, tgt = [], []
+            for b in plan[i:i + t.batch_size]:
+                g_f, g_a = store.rows("factual", b).mean(0), store.rows("alternative", b).mean(0)  # (P,)
+                src.append(assemble(t.source, g_f, g_a))
+                tgt.append(assemble(t.target, g_f, g_a))
+            yield torch.stack(src), torch.stack(tgt)  # (G, P) each
+
+    eval_set = make_eval_set(rows, store, "validation", t.source, t.eval_max_rows)
+    total = t.max_steps if t.max_steps > 0 else t.num_epochs * (len(plan) // t.batch_size)
+    result = train_gradiend(batches, eval_set, store.dim, train_config(t), seed,
+                            progress=lambda step, tot, i: progress(step / max(total, 1), f"seed {seed}: step {step}"))
+    classes = list(info(ext)["classes"])
+    g = Gradiend(result.model, pmap, source=t.source, target=t.target,
+                 directions={c: (1 if i == 0 else -1 if i == 1 else 0) for i, c in enumerate(classes)},
+                 base=BaseIdentity(**{k: info(ext)["base"][k] for k in ("name_or_path", "digest")}),
+                 training=result.stats)
+    save_gradiend(g, out / "model")
+    atomic_write_json(out / "stats.json", result.stats)
+    _plot(result.stats, out / "training_convergence.png", classes)
+    return {"seed": seed, "converged": result.stats.get("converged"), "best": result.stats.get("best"),
+            "steps": result.stats.get("steps")}
+
+
+def make_eval_set(rows: pd.DataFrame, store: GradientStore, split: str, source: str,
+                  max_rows_per_class: int | None) -> EvalSet | None:
+    ev = rows[(rows["kind"] == "training") & (rows["split"] == split) & (rows["label"] != 0)]
+    if max_rows_per_class is not None:
+        ev = ev.groupby("factual_class", sort=False).head(max_rows_per_class)
+    if ev.empty:
+        return None
+    idx = list(ev["store_row"])
+
+    def sources():
+        for i in range(0, len(idx), 64):
+            part = idx[i:i + 64]
+            yield assemble(source, store.rows("factual", part), store.rows("alternative", part))
+
+    labels = torch.tensor(ev["label"].to_numpy(), dtype=torch.float32) * eval_label_sign(source)
+    return EvalSet(sources=sources, labels=labels, classes=list(ev["factual_class"]))
+
+
+def _plot(stats: dict, path: Path, classes: list[str]) -> None:
+    from ..plots import plot_training_convergence
+
+    names = {"1": classes[0], "-1": classes[1]} if len(classes) >= 2 else None
+    plot_training_convergence(stats, path, class_names=names)
+
+
+def paths(cfg) -> dict:
+    return {}

@@ -1,0 +1,13 @@
+"""Prefect task for the post-prune stage (see gradiend_core.stages.post_prune)."""
+from prefect import task
+
+from gradiend_core.stages import post_prune as stage
+
+from ._stage import execute
+from .cache import StageCachePolicy
+
+
+@task(name=stage.NAME, cache_policy=StageCachePolicy(stage=stage.NAME, version=stage.VERSION),
+      persist_result=True, log_prints=True)
+def post_prune(store: str, conf: dict, paths: dict, inputs: dict) -> dict:
+    return execute(stage, store, conf, paths, inputs)

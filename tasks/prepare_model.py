@@ -1,0 +1,13 @@
+"""Prefect task for the prepare-model stage (see gradiend_core.stages.prepare_model)."""
+from prefect import task
+
+from gradiend_core.stages import prepare_model as stage
+
+from ._stage import execute
+from .cache import StageCachePolicy
+
+
+@task(name=stage.NAME, cache_policy=StageCachePolicy(stage=stage.NAME, version=stage.VERSION),
+      persist_result=True, log_prints=True)
+def prepare_model(store: str, conf: dict, paths: dict, inputs: dict) -> dict:
+    return execute(stage, store, conf, paths, inputs)
