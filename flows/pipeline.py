@@ -52,12 +52,12 @@ def gradiend_flow(experiment: dict, store: str) -> dict:
     for s in steps.values():
         if s.stage == "train-seed":
             if s is seeds[0]:  # fan out all seeds at once
-                t = TASKS["train-seed"].with_options(result_storage=str(storage))
+                t = TASKS["train-seed"].with_options(result_storage=storage)
                 maps = t.map(store=unmapped(store), conf=[p.conf for p in seeds], paths=unmapped({}),
                              inputs=unmapped({n: futures[i] for n, i in s.inputs.items()}))
                 futures.update({p.id: f for p, f in zip(seeds, maps)})
             continue
-        t = TASKS[s.stage].with_options(result_storage=str(storage))
+        t = TASKS[s.stage].with_options(result_storage=storage)
         futures[s.id] = t.submit(store=store, conf=s.conf, paths=s.paths,
                                  inputs={n: futures[i] for n, i in s.inputs.items()})
     manifests = {sid: f.result() for sid, f in futures.items()}
@@ -85,5 +85,5 @@ def summarize(steps, manifests: dict, states: dict, seconds: float, store: str) 
             "selected": {k: sel[k] for k in ("feature_factor", "learning_rate", "value", "base_value", "lms",
                                              "base_lms")},
         },
-        "rewritten_model": rw["model_dir"],
+        "rewritten_model": str(Path(manifests["rewrite"]["path"]) / "model"),
     }

@@ -127,10 +127,10 @@ def _candidates(tokenizer, objective: str, words: Sequence[str]) -> dict[tuple[i
                 if i == 0:
                     raise
                 continue
-            if objective == "clm":
-                ids = ids[:1]  # next-token scoring sees only the first piece (reference behaviour)
             if i > 0 and len(ids) != 1:
                 continue
+            if objective == "clm":
+                ids = ids[:1]  # next-token scoring sees only the first piece (reference behaviour)
             out.setdefault(tuple(ids), form)
     return out
 

@@ -53,9 +53,12 @@ def to_storage(x: torch.Tensor, dtype: StorageDtype) -> np.ndarray:
 
 def from_storage(a: np.ndarray, dtype: str) -> torch.Tensor:
     """Storage array -> float32 tensor."""
+    a = np.ascontiguousarray(a)
+    if not a.flags.writeable:  # zarr may hand out read-only buffers; torch wants writable memory
+        a = a.copy()
     if dtype == "bfloat16":
-        return torch.from_numpy(np.ascontiguousarray(a).view(np.int16)).view(torch.bfloat16).float()
-    return torch.from_numpy(np.ascontiguousarray(a)).float()
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16).float()
+    return torch.from_numpy(a).float()
 
 
 def create_store(path: Path, n_rows: int, dim: int, dtype: StorageDtype = "float16",

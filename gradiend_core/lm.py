@@ -173,9 +173,17 @@ def detect_objective(model) -> Objective:
                      "load_base_model() or pass an *ForMaskedLM / *ForCausalLM model")
 
 
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model",
+                    "sentencepiece.bpe.model")
+
+
 def _load_tokenizer(path: Path, name: str):
     from transformers import AutoTokenizer
 
+    # transformers 5 silently builds an empty-vocabulary tokenizer when the files are missing: check first
+    if not any((path / f).is_file() for f in _TOKENIZER_FILES):
+        raise ModelError(f"no tokenizer files ({', '.join(_TOKENIZER_FILES[:3])}, ...) in model directory '{path}' "
+                         f"of '{name}'; save the tokenizer there with tokenizer.save_pretrained(dir)")
     try:
         with _quiet_transformers():
             return AutoTokenizer.from_pretrained(str(path))

@@ -189,10 +189,11 @@ OUTCOMES = ["the rest of the evening was quiet", "nobody else had to wait", "the
             "the neighbors were surprised", "the kitchen looked spotless", "the whole schedule fell apart",
             "the trip was postponed", "the shop closed early"]
 STATES = ["tired", "exhausted", "nervous", "busy", "late", "hungry", "sick", "cold", "worried", "sleepy"]
+PAST_ADVERBS = ["finally", "quickly", "almost", "suddenly", "eventually", "once again", "secretly", "gladly"]
 ADVERBS = ["usually", "often", "always", "rarely", "sometimes", "never"]
 
 TENSES = {  # group -> (intros, forms)
-    "past": (PAST_INTROS, ["past", "past", "past_prog", "pluperfect", "past_neg"]),
+    "past": (PAST_INTROS, ["past", "past_adv", "past_prog", "pluperfect", "past_neg"]),
     "present": (HABIT_INTROS, ["pres", "pres_adv", "pres_neg", "want"]),
     "now": (NOW_INTROS, ["pres_prog"]),
     "perfect": (PERFECT_INTROS, ["perfect"]),
@@ -223,7 +224,8 @@ def conjugate(vp: str, form: str, num: str, rng: random.Random) -> str:
         "past": past,
         "past_prog": f"{_be(num)} {ing}",
         "pluperfect": f"had {pp}",
-        "past_neg": f"did not {base}",
+        "past_neg": f"{rng.choice(['did not', 'could not', 'would not'])} {base}",
+        "past_adv": f"{rng.choice(PAST_ADVERBS)} {past}",
         "pres": s3 if sg else base,
         "pres_adv": f"{rng.choice(ADVERBS)} {s3 if sg else base}",
         "pres_neg": f"{'does' if sg else 'do'} not {base}",
@@ -266,13 +268,13 @@ def _f_trailing(rng, pron, num, ante, vps, preds):
 
 def _f_and(rng, pron, num, ante, vps, preds):
     conj = rng.choice(["and", "but", "so", "and then"])
-    form = rng.choice(["past", "past", "past_prog", "pluperfect", "past_neg"])
+    form = rng.choice(["past", "past_adv", "past_prog", "pluperfect", "past_neg"])
     return f"{_cap(ante)} {_agree(rng.choice(preds), num)}, {conj} {pron} {conjugate(rng.choice(vps), form, num, rng)}."
 
 
 def _f_when(rng, pron, num, ante, vps, preds):
     lead = rng.choice(["When", "After", "As soon as", "Because", "Since"])
-    form = rng.choice(["past", "past", "past_prog", "past_neg"])
+    form = rng.choice(["past", "past_adv", "past_prog", "past_neg"])
     return f"{lead} {ante} {_agree(rng.choice(preds), num)}, {pron} {conjugate(rng.choice(vps), form, num, rng)}."
 
 
@@ -282,7 +284,7 @@ def _f_report(rng, pron, num, ante, vps, preds):
 
 
 def _f_because(rng, pron, num, ante, vps, preds):
-    form = rng.choice(["past", "past_prog", "pluperfect", "past_neg"])
+    form = rng.choice(["past", "past_adv", "past_prog", "pluperfect", "past_neg"])
     return f"{_cap(ante)} {_agree(rng.choice(preds), num)} because {pron} {conjugate(rng.choice(vps), form, num, rng)}."
 
 
@@ -334,12 +336,21 @@ def _f_bought(rng, pron, num, ante, vps, preds):
     return f"{_cap(person)} bought {ante} {when}, and now {pron} {conjugate(rng.choice(vps), form, num, rng)}."
 
 
+def _f_where(rng, pron, num, ante, vps, preds):
+    """Only for things: stored somewhere, where the pronoun's clause happens."""
+    person = rng.choice(NAMES_M + NAMES_F + PERSONS_N + PERSONS_PL)
+    place = rng.choice(["the garage", "the basement", "the attic", "a rented storage room", "the spare room",
+                        "the back office", "a shed behind the house"])
+    form = rng.choice(["past", "past_prog", "pluperfect", "past_adv"])
+    return f"{_cap(person)} kept {ante} in {place}, where {pron} {conjugate(rng.choice(vps), form, num, rng)}."
+
+
 PERSON_FRAMES: list[tuple[Callable, int]] = [
     (_f_intro, 3), (_f_trailing, 2), (_f_and, 3), (_f_when, 3), (_f_report, 3), (_f_because, 2),
     (_f_outcome, 1), (_f_although, 2), (_f_now, 2), (_f_question, 2),
 ]
 THING_FRAMES: list[tuple[Callable, int]] = [
-    (_f_intro, 1), (_f_and, 3), (_f_when, 2), (_f_because, 1), (_f_question, 1), (_f_checked, 3), (_f_bought, 3),
+    (_f_where, 2), (_f_and, 3), (_f_when, 2), (_f_because, 1), (_f_question, 1), (_f_checked, 3), (_f_bought, 3),
 ]
 
 

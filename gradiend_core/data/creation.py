@@ -354,7 +354,7 @@ def create_training_data(texts: Iterable[str], cfg: DataConfig) -> pd.DataFrame:
             ctx = (f" with >= {cfg.min_left_context_words} words of left context"
                    if cfg.min_left_context_words else "")
             raise DataError(f"class '{c}' matched no sentence{ctx}; searched words: {', '.join(classes[c])} "
-                            f"in {len(sentences)} sentence(s); check the words or the corpus")
+                            f"(in {len(sentences)} sentences); check the words or the corpus")
     rng = random.Random(cfg.seed)
     selected = _select(matches, cfg, rng)
     ratios = cfg.ratios()

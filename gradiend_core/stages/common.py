@@ -61,7 +61,7 @@ def neutral_texts(data) -> list[str]:
     if data.neutral_corpus is not None:
         return load_texts(data.neutral_corpus, text_column=data.text_column)
     if data.builtin is not None and data.corpus is None:
-        return list(builtin_dataset(data.builtin)["neutral"]())
+        return list(builtin_dataset(data.builtin)["neutral_texts"]())
     return corpus_texts(data)
 
 
@@ -81,14 +81,26 @@ def info(manifest: dict) -> dict:
     return manifest.get("info", {})
 
 
+def model_dir(model_manifest: dict) -> Path:
+    """prepare-model's model: its own `model/` when a head was fitted, else the source directory."""
+    i = info(model_manifest)
+    return out_path(model_manifest) / "model" if i["head"] is not None else Path(i["source_dir"])
+
+
+def store_dir(pre_prune_manifest: dict) -> Path:
+    """The gradient store training reads: pre-prune's compact store, or extract's when pruning is off."""
+    i = info(pre_prune_manifest)
+    return out_path(pre_prune_manifest).parents[1] / i["store_stage"] / i["store_key"]
+
+
 def load_prepared_model(model_manifest: dict):
     """The base LM recorded by prepare-model, checked against its recorded digest."""
     from ..lm import load_base_model
 
     i = info(model_manifest)
-    base = load_base_model(i["model_dir"], allow_missing_head=False)
+    base = load_base_model(model_dir(model_manifest), allow_missing_head=False)
     if base.digest != i["digest"]:
-        raise StoreError(f"model files in {i['model_dir']} changed since prepare-model recorded digest "
+        raise StoreError(f"model files in {model_dir(model_manifest)} changed since prepare-model recorded digest "
                          f"{i['digest'][:12]} (now {base.digest[:12]}); re-run to refresh prepare-model")
     base.name_or_path = i["name_or_path"]
     return base

@@ -11,7 +11,7 @@ from ..checkpoint import load_gradiend
 from ..grad_store import GradientStore, assemble
 from ..io import atomic_write_json
 from ..metrics import encoder_metrics
-from .common import info, out_path, section
+from .common import info, out_path, section, store_dir
 from .extract_gradients import read_param_map
 from .train_seed import eval_label_sign
 
@@ -58,7 +58,7 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     e = conf["evaluate_encoder"]
     g = load_gradiend(out_path(inputs["model"]) / "model")
     rows = pd.read_parquet(out_path(inputs["extract"]) / "rows.parquet")
-    store = GradientStore(Path(info(inputs["pre_prune"])["store_dir"]))
+    store = GradientStore(store_dir(inputs["pre_prune"]))
     cols = store_columns(g.param_map, read_param_map(out_path(inputs["pre_prune"])))
     sel = rows[((rows["kind"] == "training") & (rows["split"] == e["split"]) & (rows["label"] != 0))
                | ((rows["kind"] == "neutral") & e["include_neutral"])]

@@ -56,7 +56,8 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     pmap = read_param_map(src_dir)
     if not p.enabled:
         write_param_map(out, pmap)
-        return {"store_dir": str(src_dir), "dim": pmap.input_dim, "pruned": False}
+        return {"store_stage": inputs["extract"]["stage"], "store_key": inputs["extract"]["key"],
+                "dim": pmap.input_dim, "pruned": False}
     store = GradientStore(src_dir)
     rows = pd.read_parquet(src_dir / "rows.parquet")
     sample = stratified_rows(rows, p.n_samples, p.seed)
@@ -68,7 +69,7 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     save_file({"keep": keep.contiguous(), "importance": importance[keep].contiguous()}, str(out / "keep.safetensors"))
     write_param_map(out, pmap.select(keep))
     compact(store, out, keep, progress=lambda r, n: progress(0.1 + 0.9 * r / n, f"compacted {r}/{n} rows"))
-    return {"store_dir": str(out), "dim": int(keep.numel()), "pruned": True, "unpruned_dim": store.dim,
+    return {"store_stage": NAME, "store_key": out.name.split("-")[1], "dim": int(keep.numel()), "pruned": True, "unpruned_dim": store.dim,
             "sample_rows": sample, "kept_per_param": kept_per_param(pmap, keep)}
 
 

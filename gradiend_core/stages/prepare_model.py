@@ -27,7 +27,6 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     base = load_base_model(m.name_or_path, allow_missing_head=m.fit_head != "never")
     src_dir = str(resolve_model_path(m.name_or_path))
     head = None
-    model_dir = src_dir
     if base.objective == "mlm" and (base.head_fitted is False or m.fit_head == "always"):
         from ..head import HeadFitConfig, fit_mlm_head
 
@@ -37,11 +36,11 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
         progress(0.05, f"fitting the masked-LM head on {len(texts)} texts")
         head = fit_mlm_head(base, texts, HeadFitConfig(steps=m.head_steps, lr=m.head_lr,
                                                        batch_size=m.head_batch_size, seed=m.head_seed))
-        model_dir = str(out / "model")
-        base.model.save_pretrained(model_dir)
-        base.tokenizer.save_pretrained(model_dir)
-        base = load_base_model(model_dir)  # digest of exactly what downstream stages will load
-    return {"name_or_path": m.name_or_path, "source_dir": src_dir, "model_dir": model_dir,
+        base.model.save_pretrained(out / "model")
+        base.tokenizer.save_pretrained(out / "model")
+        base = load_base_model(out / "model")  # digest of exactly what downstream stages will load
+    # a fitted model lives in this output's model/; otherwise the source directory is used as is
+    return {"name_or_path": m.name_or_path, "source_dir": src_dir,
             "digest": base.digest, "objective": base.objective, "head": head,
             "n_parameters": int(sum(p.numel() for p in base.model.parameters()))}
 

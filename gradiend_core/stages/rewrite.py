@@ -55,7 +55,7 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     examples = example_probabilities(base, rewritten, out_path(inputs["data"]), class_words, target, r["direction"])
     atomic_write_json(out / "examples.json", examples)
     return {"target_class": target, "direction": r["direction"], "selected": chosen,
-            "model_dir": str(out / "model"), "examples_mean": _means(examples)}
+            "model_subdir": "model", "examples_mean": _means(examples)}
 
 
 def example_probabilities(base, rewritten, data_dir: Path, class_words: dict, target: str, direction: str) -> list:

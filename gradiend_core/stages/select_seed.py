@@ -28,7 +28,9 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     for r in report["runs"]:
         r["train_key"] = next(m["key"] for m in seeds.values() if int(m["info"]["seed"]) == r["seed"])
     shutil.copytree(out_path(winner) / "model", out / "model")
-    shutil.copy2(out_path(winner) / "training_convergence.png", out / "training_convergence.png")
+    plot = out_path(winner) / "training_convergence.png"
+    if plot.exists():
+        shutil.copy2(plot, out / "training_convergence.png")
     atomic_write_json(out / "seed_report.json", report)
     return {"best_seed": report["best_seed"], "strategy": report["strategy"],
             "convergent_count": report["convergent_count"], "n_seeds": len(runs)}

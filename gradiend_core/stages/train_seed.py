@@ -18,7 +18,7 @@ from ..grad_store import GradientStore, assemble
 from ..gradiend import BaseIdentity, Gradiend
 from ..io import atomic_write_json
 from ..training import EvalSet, TrainConfig, train_gradiend
-from .common import info, out_path, section
+from .common import info, out_path, section, store_dir
 from .extract_gradients import read_param_map
 
 NAME = "train-seed"
@@ -69,7 +69,7 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     seed = int(conf["seed"])
     ext, pre = inputs["extract"], inputs["pre_prune"]
     rows = pd.read_parquet(out_path(ext) / "rows.parquet")
-    store = GradientStore(Path(info(pre)["store_dir"]))
+    store = GradientStore(store_dir(pre))
     pmap = read_param_map(out_path(pre))
     plan = batch_plan(rows, t.base_batch_size, t.seed)
 
@@ -93,7 +93,8 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
                  training=result.stats)
     save_gradiend(g, out / "model")
     atomic_write_json(out / "stats.json", result.stats)
-    _plot(result.stats, out / "training_convergence.png", classes)
+    if result.stats.get("eval_steps"):  # nothing to plot without in-training evaluation
+        _plot(result.stats, out / "training_convergence.png", classes)
     return {"seed": seed, "converged": result.stats.get("converged"), "best": result.stats.get("best"),
             "steps": result.stats.get("steps")}
 

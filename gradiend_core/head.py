@@ -1,0 +1,213 @@
+"""Fit a masked-LM head onto an encoder-only checkpoint (e.g. a sentence-transformers BertModel).
+
+Only the head is trained: for BERT the transform (dense + LayerNorm) and the output bias; the output
+decoder is tied to the word embeddings and stays frozen with the rest of the encoder. Because the
+encoder is frozen, each training sentence is masked once (fixed for the seed) and its hidden states at
+the masked positions are computed once and cached; the training steps then only run the head on those
+cached (M, H) states. Masked tokens are always replaced by the mask token (no 80/10/10 mix), which is
+the only form GRADIEND ever feeds the model.
+"""
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gradiend_core.errors import ConfigError, DataError, ModelError
+from gradiend_core.gradients import backbone, collate, encode_mlm, head_fn, max_input_length
+from gradiend_core.lm import BaseLM, mask_token_or_error
+
+
+@dataclass
+class HeadFitConfig:
+    steps: int = 1000
+    lr: float = 5e-3
+    batch_size: int = 32          # sentences per step
+    mask_prob: float = 0.15       # per non-special token; at least one mask per sentence
+    seed: int = 0
+    heldout_fraction: float = 0.1
+    max_length: int = 64
+    weight_decay: float = 0.01
+    encode_batch_size: int = 64   # sentences per frozen-encoder forward when caching
+    progress: bool | None = None  # None: show a tqdm bar only on a tty
+
+    def validate(self) -> "HeadFitConfig":
+        if self.steps < 1 or self.batch_size < 1 or self.max_length < 4:
+            raise ConfigError("head fitting needs steps >= 1, batch_size >= 1 and max_length >= 4; fix the head "
+                              "settings")
+        if not 0 < self.mask_prob <= 1 or not 0 <= self.heldout_fraction < 1 or self.lr <= 0:
+            raise ConfigError("head fitting needs 0 < mask_prob <= 1, 0 <= heldout_fraction < 1 and lr > 0; fix "
+                              "the head settings")
+        return self
+
+
+def head_parameters(model) -> list[tuple[str, nn.Parameter]]:
+    """Parameters outside the backbone (a decoder tied to the word embeddings is not among them)."""
+    body = {id(p) for p in backbone(model).parameters()}
+    return [(n, p) for n, p in model.named_parameters() if id(p) not in body]
+
+
+@torch.no_grad()
+def reset_head(model, seed: int) -> None:
+    """Deterministic BERT-style init of the head: Linear ~ N(0, initializer_range), LayerNorm 1/0, biases 0."""
+    g = torch.Generator().manual_seed(seed)
+    std = float(getattr(model.config, "initializer_range", 0.02))
+    for name, p in head_parameters(model):
+        if name.endswith("weight") and p.dim() >= 2:
+            p.copy_(torch.randn(p.shape, generator=g) * std)
+        elif name.endswith("weight"):  # LayerNorm scale
+            p.fill_(1.0)
+        else:
+            p.zero_()
+
+
+def _mask_sentence(tokenizer, text: str, rng: random.Random, cfg: HeadFitConfig):
+    """Mask random non-special tokens of one sentence: (ids, positions, original ids) or None if too short."""
+    ids = list(tokenizer(text, truncation=True, max_length=cfg.max_length)["input_ids"])
+    special = set(tokenizer.all_special_ids)
+    cand = [i for i, t in enumerate(ids) if t not in special]
+    if not cand:
+        return None
+    pos = [i for i in cand if rng.random() < cfg.mask_prob] or [rng.choice(cand)]
+    labels = [ids[i] for i in pos]
+    mask_id = mask_token_or_error(tokenizer)
+    for i in pos:
+        ids[i] = mask_id
+    return ids, pos, labels
+
+
+@torch.no_grad()
+def _cache_hidden(base: BaseLM, rows, cfg: HeadFitConfig):
+    """Frozen-encoder hidden states at the masked positions: (M, H) states, (M,) labels, (M,) sentence ids."""
+    pad = base.tokenizer.pad_token_id or 0
+    device = next(base.model.parameters()).device
+    hs, ys, sid = [], [], []
+    for s in range(0, len(rows), cfg.encode_batch_size):
+        enc = collate(rows[s:s + cfg.encode_batch_size], pad)
+        out = backbone(base.model)(input_ids=enc.input_ids.to(device),
+                                   attention_mask=enc.attention_mask.to(device)).last_hidden_state  # (b, T, H)
+        hs.append(out[enc.rows.to(device), enc.cols.to(device)].float().cpu())
+        ys.append(enc.labels)
+        sid.append(enc.rows + s)
+    return torch.cat(hs), torch.cat(ys), torch.cat(sid)
+
+
+@torch.no_grad()
+def _accuracy(head, hidden: torch.Tensor, labels: torch.Tensor, chunk: int = 512) -> float:
+    """Top-1 accuracy (argmax over the vocabulary) of the head on cached hidden states."""
+    if len(labels) == 0:
+        return float("nan")
+    hits = sum(int((head(hidden[i:i + chunk]).argmax(-1) == labels[i:i + chunk]).sum())
+               for i in range(0, len(labels), chunk))
+    return hits / len(labels)
+
+
+def _split(texts: Sequence[str], cfg: HeadFitConfig) -> tuple[list[str], list[str]]:
+    order = list(range(len(texts)))
+    random.Random(cfg.seed).shuffle(order)
+    n_held = int(round(cfg.heldout_fraction * len(texts))) if len(texts) > 1 else 0
+    n_held = min(max(n_held, 1 if cfg.heldout_fraction > 0 and len(texts) > 1 else 0), len(texts) - 1)
+    return [texts[i] for i in order[n_held:]], [texts[i] for i in order[:n_held]]
+
+
+def _prepare(base: BaseLM, texts: Sequence[str], cfg: HeadFitConfig, salt: int):
+    rng = random.Random(cfg.seed * 1_000_003 + salt)
+    rows = [r for r in (_mask_sentence(base.tokenizer, t, rng, cfg) for t in texts) if r is not None]
+    return _cache_hidden(base, rows, cfg) if rows else None
+
+
+def _curve(losses: list[float], points: int = 10) -> list[float]:
+    """Mean training loss over `points` equal chunks of the run."""
+    size = max(1, math.ceil(len(losses) / points))
+    return [round(sum(c) / len(c), 5) for c in (losses[i:i + size] for i in range(0, len(losses), size))]
+
+
+def fit_mlm_head(base: BaseLM, texts: Sequence[str], cfg: HeadFitConfig | None = None) -> dict:
+    """Train the masked-LM head on `texts` with the encoder frozen; returns fit metrics."""
+    cfg = (cfg or HeadFitConfig()).validate()
+    model = base.model
+    if base.objective != "mlm":
+        raise ModelError(f"'{base.name_or_path}' is a causal LM; head fitting is only for masked LMs")
+    head = head_fn(model)
+    params = [p for _, p in head_parameters(model)]
+    if head is None or not params:
+        raise ModelError(f"cannot find a separable masked-LM head in {type(model).__name__}; use a BERT/RoBERTa-"
+                         "style masked LM")
+    texts = [t for t in texts if isinstance(t, str) and t.strip()]
+    if len(texts) < 2:
+        raise DataError("head fitting needs at least 2 non-empty texts; pass the training corpus")
+    t0 = time.perf_counter()
+    if base.head_fitted is False:  # newly initialised at load time from the global RNG: make it seed-determined
+        reset_head(model, cfg.seed)
+    model.eval()
+    train_texts, held_texts = _split(texts, cfg)
+    h_tr, y_tr, s_tr = _prepare(base, train_texts, cfg, salt=1)
+    held = _prepare(base, held_texts, cfg, salt=2) if held_texts else None
+    acc_before = _accuracy(head, held[0], held[1]) if held else float("nan")
+
+    trainable = {id(p) for p in params}
+    saved = {id(p): p.requires_grad for p in model.parameters()}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in trainable)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    g = torch.Generator().manual_seed(cfg.seed)
+    n_sent = len(train_texts)
+    perm, cursor, losses = torch.randperm(n_sent, generator=g), 0, []
+    show = sys.stderr.isatty() if cfg.progress is None else cfg.progress
+    from tqdm.auto import tqdm
+
+    try:
+        for _ in tqdm(range(cfg.steps), desc="fitting MLM head", disable=not show):
+            if cursor + cfg.batch_size > n_sent:  # new epoch: reshuffle sentences
+                perm, cursor = torch.randperm(n_sent, generator=g), 0
+            chosen = perm[cursor:cursor + cfg.batch_size]
+            cursor += cfg.batch_size
+            pick = torch.isin(s_tr, chosen)                                  # (M,) positions of the batch
+            loss = F.cross_entropy(head(h_tr[pick]), y_tr[pick])             # logits only at masked positions
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(saved[id(p)])
+            p.grad = None
+    base.head_fitted = True
+    return {
+        "steps": cfg.steps, "lr": cfg.lr, "batch_size": cfg.batch_size, "seed": cfg.seed,
+        "n_train_texts": len(train_texts), "n_heldout_texts": len(held_texts),
+        "n_train_positions": int(len(y_tr)), "n_heldout_positions": int(len(held[1])) if held else 0,
+        "trainable_parameters": int(sum(p.numel() for p in params)),
+        "heldout_accuracy_before": acc_before,
+        "heldout_accuracy_after": _accuracy(head, held[0], held[1]) if held else float("nan"),
+        "train_loss_first": losses[0], "train_loss_last": losses[-1],
+        "train_loss_curve": _curve(losses), "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+@torch.no_grad()
+def top1_accuracy(base: BaseLM, masked: Sequence[str], targets: Sequence[str], batch_size: int = 64) -> float:
+    """Share of rows whose every masked sub-token is the model's argmax (e.g. pronoun prediction quality)."""
+    head = head_fn(base.model)
+    if head is None or base.objective != "mlm":
+        raise ModelError("top1_accuracy needs a masked LM with a separable head")
+    pad = base.tokenizer.pad_token_id or 0
+    device = next(base.model.parameters()).device
+    hits, max_len = 0, max_input_length(base)
+    for s in range(0, len(masked), batch_size):
+        rows = [encode_mlm(base.tokenizer, m, t, max_len) for m, t in zip(masked[s:s + batch_size],
+                                                                      targets[s:s + batch_size])]
+        enc = collate(rows, pad)
+        hidden = backbone(base.model)(input_ids=enc.input_ids.to(device),
+                                      attention_mask=enc.attention_mask.to(device)).last_hidden_state
+        ok = (head(hidden[enc.rows.to(device), enc.cols.to(device)]).argmax(-1).cpu() == enc.labels)
+        row_ok = torch.stack([ok[enc.rows == i].all() for i in range(len(rows))])
+        hits += int(row_ok.sum())
+    return hits / max(1, len(masked))

@@ -1,0 +1,109 @@
+"""Each bench script's --smoke mode, run as a subprocess: one JSON object on stdout with the documented keys.
+
+The four scripts start together (they are mostly process start-up and tiny models) so the file stays
+within a few minutes on two cores.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = {
+    "compare-reference": ["bench/compare_reference.py", "--ref-venv", "/nonexistent/ref-venv"],
+    "extraction-limit": ["bench/extraction_limit.py"],
+    "cache-reuse": ["bench/cache_reuse.py"],
+    "scaling": ["bench/scaling.py"],
+}
+TIMEOUT = 240
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory) -> dict[str, dict]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TOKENIZERS_PARALLELISM="false")
+    procs = {}
+    for name, argv in SCRIPTS.items():
+        wd = tmp_path_factory.mktemp(name)
+        env_i = dict(env, PREFECT_HOME=str(wd / "prefect-home"))
+        procs[name] = subprocess.Popen([sys.executable, *argv, "--smoke", "--workdir", str(wd / "work")],
+                                       cwd=ROOT, env=env_i, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       text=True)
+    results = {}
+    for name, p in procs.items():
+        try:
+            out, err = p.communicate(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+        results[name] = {"rc": p.returncode, "stdout": out, "stderr": err}
+    return results
+
+
+def parsed(outputs: dict, name: str) -> dict:
+    r = outputs[name]
+    assert r["rc"] == 0, f"{name} --smoke failed (rc={r['rc']}):\n{r['stderr'][-3000:]}"
+    lines = [ln for ln in r["stdout"].splitlines() if ln.strip()]
+    assert len(lines) == 1, f"{name} must print exactly one line on stdout, got {len(lines)}"
+    obj = json.loads(lines[0])
+    assert obj["bench"] == name and obj["smoke"] is True
+    return obj
+
+
+def test_compare_reference_smoke(outputs):
+    o = parsed(outputs, "compare-reference")
+    assert o["reference"]["status"] == "skipped" and "/nonexistent/ref-venv" in o["reference"]["reason"]
+    ours = o["ours"]
+    assert ours["status"] == "ok" and ours["wall_seconds"] > 0 and ours["peak_rss_mib"] > 0
+    assert ours["disk_bytes"] > 0
+    assert -1.0 <= ours["encoder"]["correlation"] <= 1.0
+    assert set(ours["selected"]) >= {"feature_factor", "learning_rate", "value", "lms", "base_lms"}
+    # setup (model + data) ran before, so the timed run found both cached and ran everything else
+    assert {"prepare-model", "create-data"} <= set(ours["cached"])
+    assert "extract-gradients" in ours["ran"] and "decoder-grid" in ours["ran"]
+    assert set(o["setup"]) == {"prepare-model", "create-data"}
+    assert o["same_work"]["experiment"]["train"]["max_seeds"] == 1
+
+
+def test_extraction_limit_smoke(outputs):
+    o = parsed(outputs, "extraction-limit")
+    assert o["rows"] == 8 and o["forward_backward_passes"] == 16
+    assert o["rows_per_s"] > 0 and o["tokens_per_s"] > 0 and o["matmul_gflops"] > 0
+    # the implied FLOP rate is 6 * N * tokens / seconds, and the fraction is its ratio to the matmul rate
+    assert o["achieved_gflops"] == pytest.approx(6 * o["params_matmul"] * o["tokens"] / o["seconds"] / 1e9,
+                                                 rel=0.02, abs=2e-3)
+    assert o["fraction_of_limit"] == pytest.approx(o["achieved_gflops"] / o["matmul_gflops"], rel=0.05, abs=1e-3)
+    assert 0 < o["params_matmul"] < o["params_total"]
+
+
+def test_cache_reuse_smoke(outputs):
+    o = parsed(outputs, "cache-reuse")
+    assert "extract-gradients" in o["cold"]["ran"]
+    runs = o["reruns"]
+    grid = runs["decoder_grid.learning_rates"]
+    assert set(grid["ran"]) == {"decoder-grid", "rewrite"}
+    assert "extract-gradients" in grid["cached"] and 0 < grid["fraction_of_cold"]
+    lr = runs["train.learning_rate"]
+    assert any(s.startswith("train-seed") for s in lr["ran"]) and "extract-gradients" in lr["cached"]
+    assert "pre-prune" in runs["pre_prune.topk"]["ran"]
+    assert o["unchanged"]["ran"] == []
+    assert set(o["targets"]) == {"decoder_grid.learning_rates", "train.learning_rate"}
+
+
+def test_scaling_smoke(outputs):
+    o = parsed(outputs, "scaling")
+    small, large = (o["by_rows"][str(n)] for n in o["rows"])
+    assert large["extract-gradients"]["n_rows"] > small["extract-gradients"]["n_rows"]
+    for sid in ("extract-gradients", "pre-prune"):
+        assert small[sid]["peak_rss_mib"] > 0 and small[sid]["disk_bytes"] > 0
+    # more rows store more gradients
+    assert large["extract-gradients"]["disk_bytes"] > small["extract-gradients"]["disk_bytes"]
+    assert large["prepare-model"].get("shared") is True  # one model output serves every row count
+    assert set(o["targets"]["peak_rss_flat_in_rows"]) == {"extract-gradients", "pre-prune"}
+    models = list(o["by_model"].values())
+    assert len(models) == 2
+    assert models[1]["extract-gradients"]["dim"] > models[0]["extract-gradients"]["dim"]

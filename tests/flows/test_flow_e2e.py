@@ -1,0 +1,82 @@
+"""End to end on a tiny model: the CLI's --json summaries prove what re-runs and what is reused."""
+import json
+from pathlib import Path
+
+import pytest
+
+from flows.cli import main
+
+UPSTREAM = ["prepare-model", "create-data", "extract-gradients"]
+
+
+def run(capsys, config, store, *sets):
+    argv = ["run", str(config), "--store", str(store), "--json"]
+    for s in sets:
+        argv += ["--set", s]
+    code = main(argv)
+    out = capsys.readouterr().out.strip().splitlines()
+    assert code == 0, out
+    return json.loads(out[-1])
+
+
+def ran(summary) -> set[str]:
+    return {sid for sid, st in summary["stages"].items() if not st["cached"]}
+
+
+def test_cold_warm_and_partial_reruns(capsys, prefect_home, tiny_config, tmp_path):
+    store = tmp_path / "store"
+    cold = run(capsys, tiny_config, store)
+    assert ran(cold) == set(cold["stages"])  # everything computed
+    assert {"train-seed-0", "train-seed-1", "select-seed", "rewrite"} <= set(cold["stages"])
+    assert -1.0 <= cold["metrics"]["encoder_correlation"] <= 1.0
+
+    warm = run(capsys, tiny_config, store)
+    assert ran(warm) == set()
+    assert {k: v["key"] for k, v in warm["stages"].items()} == {k: v["key"] for k, v in cold["stages"].items()}
+
+    lr = run(capsys, tiny_config, store, "train.learning_rate=5e-4")
+    assert ran(lr) == {"train-seed-0", "train-seed-1", "select-seed", "evaluate-encoder", "decoder-grid", "rewrite"}
+
+    grid = run(capsys, tiny_config, store, "decoder_grid.learning_rates=[2.0, 0.5]")
+    assert ran(grid) == {"decoder-grid", "rewrite"}
+
+    src = run(capsys, tiny_config, store, "train.source=factual")
+    assert not (ran(src) & set(UPSTREAM))
+    assert "train-seed-0" in ran(src)
+
+    # the rewritten model is a plain transformers model directory with its tokenizer
+    from transformers import pipeline
+
+    fill = pipeline("fill-mask", model=cold["rewritten_model"])
+    assert len(fill("the doctor said [MASK] was late .")) > 0
+
+
+def test_corrupted_output_is_recomputed(capsys, prefect_home, tiny_config, tmp_path):
+    store = tmp_path / "store"
+    cold = run(capsys, tiny_config, store)
+    key = cold["stages"]["create-data"]["key"]
+    target = store / "create-data" / key / "training.parquet"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, different content
+    target.write_bytes(bytes(data))
+    again = run(capsys, tiny_config, store)
+    assert ran(again) == {"create-data"}  # downstream keys are recipe hashes: still valid
+    (store / "pre-prune" / cold["stages"]["pre-prune"]["key"] / "keep.safetensors").unlink()
+    assert ran(run(capsys, tiny_config, store)) == {"pre-prune"}
+
+
+@pytest.mark.parametrize("sets, needle", [
+    (["train.learnng_rate=1e-3"], "did you mean 'learning_rate'"),
+    (["train.max_steps=many"], "train.max_steps: expected int"),
+    (["data.train_ratio=0.95"], "sum to"),
+    (["model.name_or_path=/nonexistent/model"], "not found"),
+])
+def test_bad_input_fails_before_any_stage(capsys, tiny_config, tmp_path, sets, needle):
+    store = tmp_path / "store"
+    argv = ["run", str(tiny_config), "--store", str(store)]
+    for s in sets:
+        argv += ["--set", s]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+    assert not any(p for p in store.glob("*/*") if not p.name.startswith("."))  # no stage output written

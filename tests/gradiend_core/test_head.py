@@ -1,0 +1,96 @@
+import itertools
+
+import pytest
+import torch
+
+from gradiend_core.errors import ConfigError, DataError, ModelError
+from gradiend_core.head import HeadFitConfig, fit_mlm_head, head_parameters, top1_accuracy
+from gradiend_core.lm import BaseLM
+from gradiend_core.testing import tiny_clm, tiny_mlm
+
+SUBJECTS = ["the doctor", "the nurse", "my friend", "the teacher", "the student", "the man", "the woman"]
+VERBS = ["said that", "thought that", "knew that", "told me that"]
+PRONOUNS = ["he", "she", "they", "it"]
+ENDINGS = ["was tired .", "went to the park .", "came home late .", "saw the dog .", "made the book ."]
+TEXTS = [" ".join(p) for p in itertools.product(SUBJECTS, VERBS, PRONOUNS, ENDINGS)]  # 560 sentences
+CFG = HeadFitConfig(steps=150, lr=1e-2, progress=False)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _headless_base(seed: int = 0) -> BaseLM:
+    model, tok = tiny_mlm(seed=seed)
+    return BaseLM(model, tok, "mlm", "tiny", "x", head_fitted=False)
+
+
+def _head_state(model) -> dict:
+    return {n: p.detach().clone() for n, p in head_parameters(model)}
+
+
+def test_fit_improves_heldout_accuracy_and_touches_only_the_head():
+    base = _headless_base()
+    body_before = {k: v.clone() for k, v in base.model.bert.state_dict().items()}
+    m = fit_mlm_head(base, TEXTS, CFG)
+    assert base.head_fitted is True
+    assert m["n_heldout_texts"] == 56 and m["n_train_texts"] == 504
+    assert m["heldout_accuracy_after"] > m["heldout_accuracy_before"] + 0.1
+    assert m["train_loss_curve"][-1] < m["train_loss_curve"][0]
+    # head = transform (dense + LayerNorm) + output bias; the tied decoder is the frozen word embedding
+    names = sorted(n for n, _ in head_parameters(base.model))
+    assert names == sorted(["cls.predictions.bias", "cls.predictions.transform.dense.weight",
+                            "cls.predictions.transform.dense.bias", "cls.predictions.transform.LayerNorm.weight",
+                            "cls.predictions.transform.LayerNorm.bias"])
+    assert m["trainable_parameters"] == sum(p.numel() for _, p in head_parameters(base.model))
+    for k, v in base.model.bert.state_dict().items():
+        assert torch.equal(v, body_before[k]), k
+    assert base.model.cls.predictions.decoder.weight is base.model.bert.embeddings.word_embeddings.weight
+    assert all(p.grad is None for p in base.model.parameters())
+    assert not base.model.training
+
+
+def test_fit_is_deterministic_for_a_seed():
+    a, b, c = _headless_base(), _headless_base(), _headless_base()
+    torch.manual_seed(123)  # the global RNG must not matter
+    ma = fit_mlm_head(a, TEXTS, CFG)
+    torch.manual_seed(456)
+    mb = fit_mlm_head(b, TEXTS, CFG)
+    ma.pop("seconds"), mb.pop("seconds")
+    assert ma == mb
+    for (n, pa), (_, pb) in zip(_head_state(a.model).items(), _head_state(b.model).items()):
+        assert torch.equal(pa, pb), n
+    mc = fit_mlm_head(c, TEXTS, HeadFitConfig(steps=150, lr=1e-2, seed=1, progress=False))
+    assert mc["train_loss_curve"] != ma["train_loss_curve"]
+
+
+def test_top1_accuracy_matches_manual_argmax():
+    base = _headless_base()
+    fit_mlm_head(base, TEXTS, CFG)
+    masked = ["the doctor said that [MASK] was tired .", "my friend knew that [MASK] saw the dog ."]
+    targets = ["he", "they"]
+    tok = base.tokenizer
+    hits = 0
+    with torch.no_grad():
+        for m, t in zip(masked, targets):
+            enc = tok(m, return_tensors="pt")
+            logits = base.model(**enc).logits[0]
+            pos = (enc["input_ids"][0] == tok.mask_token_id).nonzero()[0, 0]
+            hits += int(logits[pos].argmax()) == tok.convert_tokens_to_ids(t)
+    assert top1_accuracy(base, masked, targets) == hits / 2
+
+
+def test_head_fit_errors():
+    with pytest.raises(ConfigError, match="mask_prob"):
+        HeadFitConfig(mask_prob=0.0).validate()
+    with pytest.raises(ConfigError, match="steps >= 1"):
+        fit_mlm_head(_headless_base(), TEXTS, HeadFitConfig(steps=0))
+    with pytest.raises(DataError, match="at least 2 non-empty texts"):
+        fit_mlm_head(_headless_base(), ["only one", "  "], CFG)
+    model, tok = tiny_clm()
+    with pytest.raises(ModelError, match="causal LM; head fitting is only for masked LMs"):
+        fit_mlm_head(BaseLM(model, tok, "clm", "tiny-clm", "x"), TEXTS, CFG)
