@@ -54,15 +54,20 @@ def gradiend_flow(experiment: dict, store: str) -> dict:
             if s is seeds[0]:  # fan out all seeds at once
                 t = TASKS["train-seed"].with_options(result_storage=storage)
                 maps = t.map(store=unmapped(store), conf=[p.conf for p in seeds], paths=unmapped({}),
-                             inputs=unmapped({n: futures[i] for n, i in s.inputs.items()}))
+                             inputs=unmapped({n: futures[i] for n, i in s.inputs.items()}),
+                             experiment=unmapped(cfg.name))
                 futures.update({p.id: f for p, f in zip(seeds, maps)})
             continue
         t = TASKS[s.stage].with_options(result_storage=storage)
         futures[s.id] = t.submit(store=store, conf=s.conf, paths=s.paths,
-                                 inputs={n: futures[i] for n, i in s.inputs.items()})
+                                 inputs={n: futures[i] for n, i in s.inputs.items()}, experiment=cfg.name)
     manifests = {sid: f.result() for sid, f in futures.items()}
     states = {sid: f.state for sid, f in futures.items()}
-    return summarize(steps, manifests, states, time.perf_counter() - t0, store)
+    summary = summarize(steps, manifests, states, time.perf_counter() - t0, store)
+    from tasks.artifacts import publish_run_report
+
+    publish_run_report(summary, manifests, cfg.name)
+    return summary
 
 
 def summarize(steps, manifests: dict, states: dict, seconds: float, store: str) -> dict:

@@ -189,6 +189,9 @@ class GradientExtractor:
                  max_length: int | None = None, fast_head: bool = True):
         if per_example not in ("loop", "batched"):
             raise ConfigError(f"unknown per-example strategy {per_example!r}; use 'loop' or 'batched'")
+        if base.head_fitted is False:
+            raise ModelError(f"the masked-LM head of '{base.name_or_path}' is newly initialised and not fitted, so its "
+                             "gradients are meaningless; fit it first (head.fit_mlm_head / model.fit_head)")
         self.base, self.param_map = base, param_map
         self.model, self.tokenizer, self.objective = base.model, base.tokenizer, base.objective
         self.per_example, self.fast_head = per_example, fast_head

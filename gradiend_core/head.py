@@ -22,7 +22,7 @@ from torch import nn
 
 from gradiend_core.errors import ConfigError, DataError, ModelError
 from gradiend_core.gradients import backbone, collate, encode_mlm, head_fn, max_input_length
-from gradiend_core.lm import BaseLM, mask_token_or_error
+from gradiend_core.lm import BaseLM, mask_token_or_error, weights_digest
 
 
 @dataclass
@@ -180,6 +180,7 @@ def fit_mlm_head(base: BaseLM, texts: Sequence[str], cfg: HeadFitConfig | None =
             p.requires_grad_(saved[id(p)])
             p.grad = None
     base.head_fitted = True
+    base.digest = weights_digest(model)  # the head changed: the load-time digest is stale
     return {
         "steps": cfg.steps, "lr": cfg.lr, "batch_size": cfg.batch_size, "seed": cfg.seed,
         "n_train_texts": len(train_texts), "n_heldout_texts": len(held_texts),

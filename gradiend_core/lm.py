@@ -228,6 +228,9 @@ def load_base_model(name_or_path: str | Path, allow_missing_head: bool = False) 
             fix = ("enable head fitting (model.fit_head) or use a model with an MLM head" if objective == "mlm"
                    else "use a checkpoint that includes its lm_head")
             raise ModelError(f"'{name}' has no {kind} head; {fix}")
+        from gradiend_core.head import reset_head  # lazy: head.py imports this module
+
+        reset_head(model, seed=0)  # HF drew the new head from the global RNG; make weights and digest stable
         head_fitted = False
     if objective == "mlm":
         mask_token_or_error(tokenizer, name)

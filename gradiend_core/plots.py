@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import math
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,6 +20,9 @@ from matplotlib.patches import Patch
 
 from gradiend_core.errors import DataError
 from gradiend_core.io import atomic_write_bytes
+
+# matplotlib's text/mathtext machinery is not thread-safe; stages plot from several task threads.
+_PLOT_LOCK = threading.Lock()
 
 BOUNDARY = 0.5  # encoder decision boundaries at +-0.5 (reference)
 
@@ -92,7 +96,8 @@ def training_convergence_figure(stats: Mapping, class_names: Mapping[str, str] |
 def plot_training_convergence(stats: Mapping, path: str | Path,
                               class_names: Mapping[str, str] | None = None) -> Path:
     """Correlation (best step marked), class means per evaluation, and loss per step -> PNG."""
-    return save_figure(training_convergence_figure(stats, class_names), path)
+    with _PLOT_LOCK:
+        return save_figure(training_convergence_figure(stats, class_names), path)
 
 
 # ----------------------------------------------------------------------------- encoder distributions
@@ -153,7 +158,8 @@ def encoder_distributions_figure(df: pd.DataFrame) -> Figure:
 
 def plot_encoder_distributions(df: pd.DataFrame, path: str | Path) -> Path:
     """Violins + points of encoded values per group (facets per split), boundaries ±0.5 -> PNG."""
-    return save_figure(encoder_distributions_figure(df), path)
+    with _PLOT_LOCK:
+        return save_figure(encoder_distributions_figure(df), path)
 
 
 # ----------------------------------------------------------------------------- probability shifts
@@ -226,4 +232,5 @@ def probability_shifts_figure(grid, target_class: str, selected: dict | None = N
 
 def plot_probability_shifts(grid, path: str | Path, target_class: str, selected: dict | None = None) -> Path:
     """LMS and P(class) vs learning rate for the ff strengthening `target_class`, selected cell starred -> PNG."""
-    return save_figure(probability_shifts_figure(grid, target_class, selected), path)
+    with _PLOT_LOCK:
+        return save_figure(probability_shifts_figure(grid, target_class, selected), path)

@@ -47,7 +47,7 @@ class Progress:
             self.bar.close()
 
 
-def execute(module, store: str, conf: dict, paths: dict, inputs: dict) -> dict:
+def execute(module, store: str, conf: dict, paths: dict, inputs: dict, experiment: str = "") -> dict:
     progress = Progress(module.NAME)
     try:
         m = run_stage(ArtifactStore(store), module.NAME, module.VERSION, conf, inputs, module.build,
@@ -56,4 +56,8 @@ def execute(module, store: str, conf: dict, paths: dict, inputs: dict) -> dict:
         progress.close()
     verb = "reused" if m["cached"] else f"computed in {m['seconds']:.1f}s"
     progress.logger.info("%s %s: %s", module.NAME, m["key"], verb)
+    if experiment:
+        from .artifacts import publish_stage_artifacts
+
+        publish_stage_artifacts(m, experiment)
     return m

@@ -9,5 +9,5 @@ from .cache import StageCachePolicy
 
 @task(name=stage.NAME, cache_policy=StageCachePolicy(stage=stage.NAME, version=stage.VERSION),
       persist_result=True, log_prints=True)
-def create_data(store: str, conf: dict, paths: dict, inputs: dict) -> dict:
-    return execute(stage, store, conf, paths, inputs)
+def create_data(store: str, conf: dict, paths: dict, inputs: dict, experiment: str = "") -> dict:
+    return execute(stage, store, conf, paths, inputs, experiment)

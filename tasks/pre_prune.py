@@ -9,5 +9,5 @@ from .cache import StageCachePolicy
 
 @task(name=stage.NAME, cache_policy=StageCachePolicy(stage=stage.NAME, version=stage.VERSION),
       persist_result=True, log_prints=True)
-def pre_prune(store: str, conf: dict, paths: dict, inputs: dict) -> dict:
-    return execute(stage, store, conf, paths, inputs)
+def pre_prune(store: str, conf: dict, paths: dict, inputs: dict, experiment: str = "") -> dict:
+    return execute(stage, store, conf, paths, inputs, experiment)

@@ -180,3 +180,10 @@ def test_input_errors():
         ex.example_gradients(MASKED[:1], ["☃"])
     with pytest.raises(ConfigError, match="per-example strategy"):
         GradientExtractor(base, select_parameters(base.model), per_example="vmap")
+
+
+def test_unfitted_head_is_refused():
+    base = _base("mlm")
+    base.head_fitted = False
+    with pytest.raises(ModelError, match="newly initialised and not fitted"):
+        GradientExtractor(base, select_parameters(base.model))

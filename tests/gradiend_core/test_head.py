@@ -5,7 +5,7 @@ import torch
 
 from gradiend_core.errors import ConfigError, DataError, ModelError
 from gradiend_core.head import HeadFitConfig, fit_mlm_head, head_parameters, top1_accuracy
-from gradiend_core.lm import BaseLM
+from gradiend_core.lm import BaseLM, weights_digest
 from gradiend_core.testing import tiny_clm, tiny_mlm
 
 SUBJECTS = ["the doctor", "the nurse", "my friend", "the teacher", "the student", "the man", "the woman"]
@@ -38,6 +38,7 @@ def test_fit_improves_heldout_accuracy_and_touches_only_the_head():
     body_before = {k: v.clone() for k, v in base.model.bert.state_dict().items()}
     m = fit_mlm_head(base, TEXTS, CFG)
     assert base.head_fitted is True
+    assert base.digest == weights_digest(base.model) != "x"
     assert m["n_heldout_texts"] == 56 and m["n_train_texts"] == 504
     assert m["heldout_accuracy_after"] > m["heldout_accuracy_before"] + 0.1
     assert m["train_loss_curve"][-1] < m["train_loss_curve"][0]

@@ -185,3 +185,13 @@ def test_target_word_errors(mlm, clm):
     with pytest.raises(ModelError, match="has no mask token"):
         mask_token_or_error(gtok)
     assert mask_token_or_error(btok) == btok.mask_token_id
+
+
+def test_missing_head_is_initialised_deterministically(tmp_path, mlm):
+    path = _save_bare_bert(tmp_path / "bare", mlm[1])
+    torch.manual_seed(1)
+    a = load_base_model(str(path), allow_missing_head=True)
+    torch.manual_seed(2)
+    b = load_base_model(str(path), allow_missing_head=True)
+    assert a.digest == b.digest  # the global RNG does not leak into the new head
+    assert torch.equal(a.model.cls.predictions.bias, torch.zeros_like(a.model.cls.predictions.bias))
