@@ -214,7 +214,12 @@ def parse_common(description: str, extra=None):
     p.add_argument("--threads", type=int, default=None, help="torch/OMP threads in every child (default: torch's)")
     if extra:
         extra(p)
-    return p.parse_args()
+    args = p.parse_args()
+    if args.threads is None and args.smoke:
+        # tiny models on a shared 2-core machine: a second OMP thread only adds barrier waits (10x slower
+        # when other processes hold the cores), so smoke modes run single-threaded unless told otherwise
+        args.threads = 1
+    return args
 
 
 class Workdir:

@@ -92,13 +92,14 @@ def export_reference_data(data_dir: Path, out: Path) -> tuple[Path, Path]:
     from gradiend_core.data.creation import read_dataset
 
     training, neutral = read_dataset(data_dir)
-    ref = training.rename(columns={"factual_class": "label_class", "factual": "label"})
+    # the reference's `label` is the factual word (ours is the +1/-1 class label, not needed there)
+    ref = training.drop(columns=["label"]).rename(columns={"factual_class": "label_class", "factual": "label"})
     ref["transition"] = ref["label_class"] + "\u2192" + ref["alternative_class"]
     ref = ref[["masked", "split", "label_class", "label", "alternative", "alternative_class", "transition"]]
     out.mkdir(parents=True, exist_ok=True)
-    t, n = out / "training.parquet", out / "neutral.parquet"
-    ref.to_parquet(t, index=False)
-    neutral[["text"]].to_parquet(n, index=False)
+    t, n = out / "training.csv", out / "neutral.csv"  # CSV: the reference's own format (no pyarrow there)
+    ref.to_csv(t, index=False)
+    neutral[["text"]].to_csv(n, index=False)
     return t, n
 
 
@@ -186,7 +187,7 @@ def main() -> None:
         p.add_argument("--pre-prune", choices=["on", "off"], default="on", help="on both sides (default on)"),
         p.add_argument("--seeds", type=int, default=1, help="max_seeds on both sides (default 1)"),
         p.add_argument("--ref-timeout", type=float, default=None, help="seconds before the reference is killed")))
-    threads = args.threads if args.threads is not None else (None if args.smoke else 1)
+    threads = args.threads if args.threads is not None else 1  # the reference's measured setting
     lrs = ([float(v) for v in args.decoder_lrs.split(",")] if args.decoder_lrs
            else ([1.0, 0.1] if args.smoke else DEFAULT_DECODER_LRS))
     venv = Path(args.ref_venv).resolve()

@@ -3,8 +3,8 @@
 
     bench/.ref-venv/bin/python bench/reference_runner.py JOB.json
 
-JOB.json (written by compare_reference.py): model_dir, training (parquet in the reference's merged
-format: masked, split, label_class, label, alternative, alternative_class), neutral (parquet, column
+JOB.json (written by compare_reference.py): model_dir, training (CSV in the reference's merged
+format: masked, split, label_class, label, alternative, alternative_class), neutral (CSV, column
 text), experiment_dir, classes [+1 class, -1 class], threads, and the training/evaluation settings.
 Prints one JSON object: per-step wall times, peak RSS, disk used and the quality reached.
 """
@@ -38,6 +38,13 @@ def training_time_stats(exp: Path) -> dict:
     return {}
 
 
+def read_table(pd, path: str):
+    """CSV (what compare_reference writes) or parquet; strings stay strings ("None", "NA" are words)."""
+    if path.endswith(".parquet"):
+        return pd.read_parquet(path)
+    return pd.read_csv(path, keep_default_na=False, dtype=str)
+
+
 def selected_cell(dec: dict, cls: str) -> dict:
     s = dec.get(cls) or {}
     base = (dec.get("grid") or {}).get("base") or {}
@@ -60,8 +67,8 @@ def main(job_path: str) -> dict:
     steps: dict[str, float] = {"imports": time.perf_counter() - t_start}
     exp = Path(job["experiment_dir"])
     exp.mkdir(parents=True, exist_ok=True)
-    data = pd.read_parquet(job["training"])
-    neutral = pd.read_parquet(job["neutral"])[["text"]]
+    data = read_table(pd, job["training"])
+    neutral = read_table(pd, job["neutral"])[["text"]]
     pos, neg = job["classes"]
     pre = job.get("pre_prune")
     args = TrainingArguments(

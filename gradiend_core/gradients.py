@@ -196,12 +196,8 @@ class GradientExtractor:
         self.model, self.tokenizer, self.objective = base.model, base.tokenizer, base.objective
         self.per_example, self.fast_head = per_example, fast_head
         self.max_length = int(max_length or max_input_length(base))
-        if hasattr(param_map, "check_model"):
-            param_map.check_model(self.model)
+        param_map.check_model(self.model)  # ModelError on a missing name or a shape mismatch
         named = dict(self.model.named_parameters(remove_duplicate=False))
-        missing = [n for n in param_map.names if n not in named]
-        if missing:
-            raise ModelError(f"the base model has no parameter {missing[0]!r}; build the parameter map from this model")
         self.names: list[str] = [spec.name for spec in param_map.specs]  # map order = output layout
         self.params: list[nn.Parameter] = [named[n] for n in self.names]
         selected = {id(p) for p in self.params}

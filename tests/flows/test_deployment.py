@@ -61,19 +61,20 @@ class Service:
         self.proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=self._fh, stderr=subprocess.STDOUT,
                                      start_new_session=True)
 
-    def stop(self, grace_s: float = 15.0) -> None:
-        """SIGINT the whole group (Prefect workers may ignore one mid-submission), SIGKILL what is left."""
-        if self.proc.poll() is None:
-            for sig, wait_s in ((signal.SIGINT, grace_s), (signal.SIGKILL, 10.0)):
-                try:
-                    os.killpg(self.proc.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    self.proc.wait(timeout=wait_s)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
+    def stop(self, grace_s: float = 5.0) -> None:
+        """SIGINT the whole group twice (an idle Prefect worker ignores the first for 20 s+; on the second
+        the CLI SIGKILLs it), then SIGKILL whatever is left."""
+        for sig, wait_s in ((signal.SIGINT, grace_s), (signal.SIGINT, grace_s), (signal.SIGKILL, 10.0)):
+            if self.proc.poll() is not None:
+                break
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.proc.wait(timeout=wait_s)
+            except subprocess.TimeoutExpired:
+                pass
         try:  # flow-run subprocesses share the group: make sure none outlives the worker
             os.killpg(self.proc.pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -200,7 +201,9 @@ def test_cron_schedule_creates_scheduled_runs(client, server, deployed):
     assert all(r.parameters["experiment_file"] == str(deployed["experiment"]) for r in runs)
 
 
-def test_run_through_deployment(client, worker, deployed, capsys):
+@pytest.fixture(scope="module")
+def finished(client, worker, deployed) -> dict:
+    """One run created through the deployment (as the UI's "Run" button does), awaited to a final state."""
     from prefect.client.schemas import filters as f
 
     t0 = time.monotonic()
@@ -211,9 +214,19 @@ def test_run_through_deployment(client, worker, deployed, capsys):
             f"run still {run.state.name} after {RUN_TIMEOUT_S} s; worker log:\n{tail(worker.log)}")
         time.sleep(2)
     assert run.state.is_completed(), f"run ended {run.state.name}: {run.state.message}\n{tail(worker.log, 120)}"
+    subs = flow_runs(client, parent_flow_run_id=f.FlowRunFilterParentFlowRunId(any_=[run.id]))
+    assert len(subs) == 1, subs  # the pipeline itself runs as one subflow
+    arts = client.read_artifacts(flow_run_filter=f.FlowRunFilter(id=f.FlowRunFilterId(any_=[run.id, subs[0].id])))
+    return {"run": run, "sub": subs[0], "artifacts": {a.key: a for a in arts if a.key}}
+
+
+def test_run_through_deployment(client, deployed, finished, capsys):
+    from prefect.client.schemas import filters as f
+
+    from tasks.artifacts import artifact_key
 
     # the flow's return value (persisted by the worker) is the pipeline summary of a cold store
-    summary = run.state.result()
+    summary = finished["run"].state.result()
     stages = summary["stages"]
     assert {"train-seed-0", "train-seed-1", "select-seed", "decoder-grid", "rewrite"} <= set(stages)
     assert not any(st["cached"] for st in stages.values())
@@ -221,12 +234,23 @@ def test_run_through_deployment(client, worker, deployed, capsys):
     assert -1.0 <= summary["metrics"]["encoder_correlation"] <= 1.0
     assert Path(summary["rewritten_model"], "config.json").is_file()
 
-    # the pipeline ran as a subflow whose every task completed
-    (sub,) = flow_runs(client, parent_flow_run_id=f.FlowRunFilterParentFlowRunId(any_=[run.id]))
-    assert sub.state.is_completed()
+    # every stage ran as a completed task of the subflow
+    sub = finished["sub"]
+    assert sub.state.is_completed() and sub.flow_id != finished["run"].flow_id
     tasks = client.read_task_runs(flow_run_filter=f.FlowRunFilter(id=f.FlowRunFilterId(any_=[sub.id])))
     assert len(tasks) == len(stages) and all(t.state.is_completed() for t in tasks), \
         [(t.name, t.state.name) for t in tasks]
+
+    # the UI artifacts: one per stage (seeds keyed by seed) and the run report
+    name = yaml.safe_load(deployed["experiment"].read_text())["name"]
+    keys = set(finished["artifacts"])
+    expected = {artifact_key(name, s) for s in ("prepare-model", "create-data", "extract-gradients", "pre-prune",
+                                                "select-seed", "evaluate-encoder", "decoder-grid", "rewrite",
+                                                "report")}
+    expected |= {artifact_key(name, "train-seed", str(i)) for i in (0, 1)}
+    assert expected <= keys, expected - keys
+    report = finished["artifacts"][artifact_key(name, "report")].data
+    assert all(st["key"] in report for st in stages.values())
 
     # the worker wrote to the store the user reads: the CLI sees every stage as cached under the same key
     from flows.cli import main
@@ -236,11 +260,53 @@ def test_run_through_deployment(client, worker, deployed, capsys):
     assert {r[0]: r[1] for r in rows} == {sid: st["key"] for sid, st in stages.items()}
     assert {r[2] for r in rows} == {"cached"}
 
-    if "publish_run_report" in (REPO / "flows" / "pipeline.py").read_text():  # TODO: unconditional once wired
-        from tasks.artifacts import artifact_key
 
-        arts = client.read_artifacts(flow_run_filter=f.FlowRunFilter(id=f.FlowRunFilterId(any_=[run.id, sub.id])))
-        keys = {a.key for a in arts if a.key}
-        name = summary.get("name") or yaml.safe_load(deployed["experiment"].read_text())["name"]
-        assert artifact_key(name, "report") in keys, keys
-        assert {artifact_key(name, s) for s in ("create-data", "select-seed", "decoder-grid", "rewrite")} <= keys
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage", "--hide-scrollbars", "--window-size=1400,1800",
+                  "--virtual-time-budget=20000"]  # without it the page is captured before its data loads
+
+
+def chromium(url: str, out: Path, profile: Path, what: str) -> str:
+    """Render `url` headless: --dump-dom returns the DOM, --screenshot writes `out` (a PNG)."""
+    import shutil
+
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    arg = "--dump-dom" if what == "dom" else f"--screenshot={out}"
+    p = subprocess.Popen([exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", arg, url], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = p.communicate(timeout=120)
+    finally:  # chromium forks helpers (zygote, renderer): take down the whole group
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert p.returncode == 0, stderr[-2000:]
+    return stdout
+
+
+def test_ui_shows_report_seed_table_and_plot(env, deployed, finished, tmp_path):
+    """The Prefect UI renders the report and the seed-selection artifact (table + inline PNG)."""
+    import shutil
+
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        pytest.skip("headless browser check needs chromium (Debian: apt-get install -y chromium)")
+    from tasks.artifacts import artifact_key
+
+    ui = env["PREFECT_API_URL"].removesuffix("/api")
+    name = yaml.safe_load(deployed["experiment"].read_text())["name"]
+    pages = {}
+    for stage in ("report", "select-seed"):
+        art = finished["artifacts"][artifact_key(name, stage)]
+        url = f"{ui}/artifacts/artifact/{art.id}"
+        pages[stage] = chromium(url, None, tmp_path / f"profile-{stage}-dom", "dom")
+        png = tmp_path / f"ui-{stage}.png"
+        chromium(url, png, tmp_path / f"profile-{stage}-png", "png")
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+        print(f"screenshot: {png}")
+    report, seeds = pages["report"], pages["select-seed"]
+    assert f"gradiend-flow run: {name}" in report and "<table" in report
+    assert all(k in report for k in finished["artifacts"] if k.startswith(artifact_key(name, "train-seed")))
+    assert "<table" in seeds and ">seed<" in seeds and "winner" in seeds  # the seed table
+    assert 'src="data:image/png;base64,' in seeds  # the convergence plot, inlined

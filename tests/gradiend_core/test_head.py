@@ -33,10 +33,15 @@ def _head_state(model) -> dict:
     return {n: p.detach().clone() for n, p in head_parameters(model)}
 
 
-def test_fit_improves_heldout_accuracy_and_touches_only_the_head():
+@pytest.fixture(scope="module")
+def fitted():
     base = _headless_base()
     body_before = {k: v.clone() for k, v in base.model.bert.state_dict().items()}
-    m = fit_mlm_head(base, TEXTS, CFG)
+    return base, body_before, fit_mlm_head(base, TEXTS, CFG)
+
+
+def test_fit_improves_heldout_accuracy_and_touches_only_the_head(fitted):
+    base, body_before, m = fitted
     assert base.head_fitted is True
     assert base.digest == weights_digest(base.model) != "x"
     assert m["n_heldout_texts"] == 56 and m["n_train_texts"] == 504
@@ -57,21 +62,21 @@ def test_fit_improves_heldout_accuracy_and_touches_only_the_head():
 
 def test_fit_is_deterministic_for_a_seed():
     a, b, c = _headless_base(), _headless_base(), _headless_base()
+    cfg = HeadFitConfig(steps=40, lr=1e-2, progress=False)
     torch.manual_seed(123)  # the global RNG must not matter
-    ma = fit_mlm_head(a, TEXTS, CFG)
+    ma = fit_mlm_head(a, TEXTS, cfg)
     torch.manual_seed(456)
-    mb = fit_mlm_head(b, TEXTS, CFG)
+    mb = fit_mlm_head(b, TEXTS, cfg)
     ma.pop("seconds"), mb.pop("seconds")
     assert ma == mb
     for (n, pa), (_, pb) in zip(_head_state(a.model).items(), _head_state(b.model).items()):
         assert torch.equal(pa, pb), n
-    mc = fit_mlm_head(c, TEXTS, HeadFitConfig(steps=150, lr=1e-2, seed=1, progress=False))
+    mc = fit_mlm_head(c, TEXTS, HeadFitConfig(steps=40, lr=1e-2, seed=1, progress=False))
     assert mc["train_loss_curve"] != ma["train_loss_curve"]
 
 
-def test_top1_accuracy_matches_manual_argmax():
-    base = _headless_base()
-    fit_mlm_head(base, TEXTS, CFG)
+def test_top1_accuracy_matches_manual_argmax(fitted):
+    base = fitted[0]
     masked = ["the doctor said that [MASK] was tired .", "my friend knew that [MASK] saw the dog ."]
     targets = ["he", "they"]
     tok = base.tokenizer

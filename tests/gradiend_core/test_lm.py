@@ -143,9 +143,9 @@ def test_weights_digest_properties(mlm):
     sd = model.state_dict()
     assert sd["cls.predictions.decoder.weight"].data_ptr() == sd["bert.embeddings.word_embeddings.weight"].data_ptr()
     h = hashlib.sha256()
+    assert sd["cls.predictions.decoder.bias"].data_ptr() == sd["cls.predictions.bias"].data_ptr()
     for name in sorted(sd):
-        if name == "cls.predictions.decoder.weight" or (name == "cls.predictions.decoder.bias"
-                                                        and sd[name].data_ptr() == sd["cls.predictions.bias"].data_ptr()):
+        if name in ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias"):
             continue
         t = sd[name].contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())

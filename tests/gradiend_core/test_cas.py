@@ -1,0 +1,96 @@
+"""The content-addressed store: keys, atomic publish, integrity checks, locks, cleanup."""
+import os
+import threading
+import time
+
+import pytest
+
+from gradiend_core.cas import ArtifactStore, stage_key
+from gradiend_core.errors import StoreError
+from gradiend_core.stages.runner import run_stage
+
+
+def test_key_depends_on_exactly_its_inputs():
+    k = stage_key("s", "1", {"a": 1, "b": [1, 2]}, {"up": "x"})
+    assert k == stage_key("s", "1", {"b": [1, 2], "a": 1}, {"up": "x"})  # key order is irrelevant
+    others = [stage_key("t", "1", {"a": 1, "b": [1, 2]}, {"up": "x"}),
+              stage_key("s", "2", {"a": 1, "b": [1, 2]}, {"up": "x"}),
+              stage_key("s", "1", {"a": 2, "b": [1, 2]}, {"up": "x"}),
+              stage_key("s", "1", {"a": 1, "b": [1, 2]}, {"up": "y"})]
+    assert len({k, *others}) == 5
+
+
+def _build(text="hello"):
+    calls = []
+
+    def build(out, conf, inputs, progress, paths):
+        calls.append(conf)
+        (out / "sub").mkdir()
+        (out / "sub" / "f.txt").write_text(text)
+        return {"n": len(text)}
+    return build, calls
+
+
+def test_build_publish_reuse_and_recompute_on_corruption(tmp_path):
+    store = ArtifactStore(tmp_path)
+    build, calls = _build()
+    m1 = run_stage(store, "demo", "1", {"x": 1}, {}, build)
+    assert not m1["cached"] and m1["files"]["sub/f.txt"]["size"] == 5 and m1["info"] == {"n": 5}
+    m2 = run_stage(store, "demo", "1", {"x": 1}, {}, build)
+    assert m2["cached"] and len(calls) == 1
+    f = store.path("demo", m1["key"]) / "sub" / "f.txt"
+    f.write_text("jello")  # same size, other content
+    assert store.problems("demo", m1["key"])
+    m3 = run_stage(store, "demo", "1", {"x": 1}, {}, build)
+    assert not m3["cached"] and f.read_text() == "hello" and len(calls) == 2
+    f.unlink()
+    assert any("missing" in p for p in store.problems("demo", m1["key"]))
+    assert not run_stage(store, "demo", "1", {"x": 1}, {}, build)["cached"]
+
+
+def test_failed_build_leaves_nothing_visible(tmp_path):
+    store = ArtifactStore(tmp_path)
+
+    def boom(out, conf, inputs, progress, paths):
+        (out / "partial").write_text("half")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        run_stage(store, "demo", "1", {}, {}, boom)
+    assert list(store.outputs()) == [] and store.leftovers() == []
+
+
+def test_concurrent_runs_compute_once(tmp_path):
+    store = ArtifactStore(tmp_path)
+    calls = []
+
+    def slow(out, conf, inputs, progress, paths):
+        calls.append(1)
+        time.sleep(0.5)
+        (out / "f").write_text("x")
+        return {}
+
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(run_stage(store, "demo", "1", {}, {}, slow)))
+               for _ in range(2)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert len(calls) == 1 and sorted(r["cached"] for r in results) == [False, True]
+
+
+def test_find_and_errors(tmp_path):
+    store = ArtifactStore(tmp_path)
+    build, _ = _build()
+    m = run_stage(store, "demo", "1", {}, {}, build)
+    assert store.find(m["key"][:6]) == ("demo", m["key"])
+    with pytest.raises(StoreError, match="no output"):
+        store.find("zzzz")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_read_only_store_is_reported(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    with pytest.raises(StoreError, match="not writable"):
+        ArtifactStore(ro).check_writable()

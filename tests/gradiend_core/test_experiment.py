@@ -1,0 +1,57 @@
+"""Experiment config: the embedded default, YAML files, --set overrides, clear errors."""
+import dataclasses
+
+import pytest
+import yaml
+
+from gradiend_core.errors import ConfigError
+from gradiend_core.experiment import ExperimentConfig, load_experiment
+
+
+def test_example_file_is_the_embedded_default():
+    assert load_experiment("examples/pronoun_number.yaml") == load_experiment(None)
+    assert load_experiment(None) == ExperimentConfig()
+
+
+def test_overrides_and_yaml_numbers(tmp_path):
+    p = tmp_path / "e.yaml"
+    p.write_text("train:\n  learning_rate: 1e-4\n  max_steps: 7\n")
+    cfg = load_experiment(p, ["train.max_seeds=2", "decoder_grid.learning_rates=[1, 0.5]"])
+    assert (cfg.train.learning_rate, cfg.train.max_steps, cfg.train.max_seeds) == (1e-4, 7, 2)
+    assert cfg.decoder_grid.learning_rates == [1.0, 0.5]
+
+
+@pytest.mark.parametrize("text, overrides, needle", [
+    ("train:\n  learnig_rate: 1\n", [], "did you mean 'learning_rate'"),
+    ("trian:\n  x: 1\n", [], "did you mean 'train'"),
+    ("train:\n  max_steps: lots\n", [], "train.max_steps: expected int"),
+    ("train:\n  learning_rate: -1\n", [], "train.learning_rate must be > 0"),
+    ("train: [unclosed\n", [], "not valid YAML at line"),
+    ("- a\n- b\n", [], "must hold a mapping"),
+    ("", ["train.source=alt"], "not one of factual, alternative, diff"),
+    ("", ["data.train_ratio=0.5"], "sum to"),
+    ("", ["nosuchsection.x=1"], "unknown section"),
+    ("", ["train"], "expected section.key=value"),
+])
+def test_bad_config_errors_are_one_line(tmp_path, text, overrides, needle):
+    p = tmp_path / "e.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_experiment(p, overrides)
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_missing_and_non_utf8_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_experiment(tmp_path / "nope.yaml")
+    p = tmp_path / "latin1.yaml"
+    p.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_experiment(p)
+
+
+def test_every_section_round_trips_through_yaml(tmp_path):
+    cfg = ExperimentConfig()
+    p = tmp_path / "e.yaml"
+    p.write_text(yaml.safe_dump(dataclasses.asdict(cfg)))
+    assert load_experiment(p) == cfg
