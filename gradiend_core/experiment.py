@@ -94,11 +94,13 @@ class ExtractSection:
     batch_size: int = 16                          # rows per Zarr row-chunk (one extraction batch)
     micro_batch_size: int = 4                     # examples per backward (bounds peak memory)
     max_neutral_rows: int | None = 30             # neutral rows encoded by evaluate-encoder
-    threads: int | None = None                    # torch threads (None: torch default)
+    threads: int = 2                              # torch threads: fixed, since it changes float summation order
 
     def validate(self) -> None:
         _positive("extract", batch_size=self.batch_size, micro_batch_size=self.micro_batch_size,
                   max_neutral_rows=self.max_neutral_rows, threads=self.threads)
+        if self.micro_batch_size > self.batch_size:
+            raise ConfigError("extract.micro_batch_size must be <= extract.batch_size")
 
 
 @dataclass

@@ -31,11 +31,11 @@ BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
 
 
 def config_slice(cfg) -> dict:
-    return {"extract": {k: v for k, v in section(cfg.extract).items() if k != "threads"}}
+    return {"extract": section(cfg.extract)}
 
 
 def paths(cfg) -> dict:
-    return {"threads": cfg.extract.threads}
+    return {}
 
 
 def neutral_rows(neutral: pd.DataFrame, exclude: set[str], max_rows: int | None, seed: int) -> pd.DataFrame:
@@ -93,8 +93,9 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     from ..experiment import ExtractSection
 
     x = ExtractSection(**conf["extract"])
-    if paths.get("threads"):
-        torch.set_num_threads(int(paths["threads"]))
+    # the thread count changes the summation order inside matmuls, hence the stored bytes: it is part
+    # of the key and set explicitly, so threads, Dask and Ray workers write identical stores
+    torch.set_num_threads(x.threads)
     base = load_prepared_model(inputs["model"])
     training, neutral = read_dataset(out_path(inputs["data"]))
     classes = info(inputs["data"])["classes"]
