@@ -109,6 +109,10 @@ def main() -> None:
         n = args.rows or (8 if args.smoke else 64)
         log(f"loading {model_ref}")
         base = load_base_model(model_ref, allow_missing_head=True)
+        head = "unfitted (newly initialised)" if base.head_fitted is False else "from the checkpoint"
+        # cost does not depend on the head's values: measure with the unfitted head rather than spend
+        # minutes fitting it (the extractor refuses unfitted heads because their gradients mean nothing)
+        base.head_fitted = None
         cfg = base.model.config
         hidden = int(getattr(cfg, "hidden_size", getattr(cfg, "n_embd", 0)))
         inter = int(getattr(cfg, "intermediate_size", None) or 4 * hidden)
@@ -125,7 +129,7 @@ def main() -> None:
         limit = layer_matmul_rate(t_med, hidden, inter, seconds=0.5 if args.smoke else 2.0)
         big = layer_matmul_rate(512, hidden, inter, seconds=0.5 if args.smoke else 2.0)
         emit({
-            "bench": "extraction-limit", "smoke": args.smoke, "model": model_ref, "machine": machine(),
+            "bench": "extraction-limit", "smoke": args.smoke, "model": model_ref, "head": head, "machine": machine(),
             "rows": len(rows[0]), "forward_backward_passes": passes, "micro_batch": args.micro_batch,
             "per_example_strategy": r["per_example"], "input_dim": r["input_dim"],
             "seconds": round(r["seconds"], 3),

@@ -60,7 +60,7 @@ class DataSection:
     text_column: str = "text"
     neutral_corpus: str | None = None             # default: the builtin's neutral texts, else `corpus`
     classes: dict[str, list[str]] | None = None   # default: the builtin's classes (first class = label +1)
-    max_per_class: int | None = 150
+    max_per_class: int | None = 120
     balance: Literal["none", "cap", "equal"] = "equal"
     min_left_context_words: int = 0
     train_ratio: float = 0.8
@@ -87,11 +87,13 @@ class DataSection:
 @dataclass
 class ExtractSection:
     """extract-gradients: which parameters, storage precision, batch sizes, row caps."""
-    include: list[str] | None = None              # parameter name patterns (`*` wildcard); default: backbone
-    exclude: list[str] | None = None
+    include: list[str] | None = None              # parameter name patterns (`*` wildcard); null: the backbone
+    # The MLM decoder is tied to the word embeddings, so their gradient is dense (V x d entries per row):
+    # half of MiniLM's 22.6M parameters for little signal. Excluded by default; set `exclude: null` for all.
+    exclude: list[str] | None = field(default_factory=lambda: ["*.word_embeddings.*"])
     dtype: Literal["float16", "bfloat16", "float32"] = "float16"
     compression: Literal["blosc-zstd", "zstd", "none"] = "blosc-zstd"
-    batch_size: int = 16                          # rows per Zarr row-chunk (one extraction batch)
+    batch_size: int = 8                           # rows per Zarr row-chunk (one extraction batch)
     micro_batch_size: int = 4                     # examples per backward (bounds peak memory)
     max_neutral_rows: int | None = 30             # neutral rows encoded by evaluate-encoder
     threads: int = 2                              # torch threads: fixed, since it changes float summation order

@@ -270,8 +270,33 @@ class GradientExtractor:
 
     def pair_gradients(self, masked: Sequence[str], factual: Sequence[str],
                        alternative: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-example gradients for the factual and the alternative word of each row: (B, P) each."""
-        return self.example_gradients(masked, factual), self.example_gradients(masked, alternative)
+        """Per-example gradients for the factual and the alternative word of each row: (B, P) each.
+
+        When both words have the same number of subtokens the two inputs are identical, so one
+        forward pass serves both backward passes (the graph is kept for the second).
+        """
+        _check_rows(masked, factual)
+        _check_rows(masked, alternative)
+        if self.per_example != "loop":
+            return self.example_gradients(masked, factual), self.example_gradients(masked, alternative)
+        g_f = torch.empty((len(masked), self.param_map.input_dim), dtype=torch.float32)
+        g_a = torch.empty_like(g_f)
+        try:
+            for i, (m, f, a) in enumerate(zip(masked, factual, alternative)):
+                ef, ea = self.encode([m], [f]), self.encode([m], [a])
+                if torch.equal(ef.input_ids, ea.input_ids) and torch.equal(ef.cols, ea.cols):
+                    logits = label_logits(self.model, ef, self.objective, self.fast_head).float()  # (n, V)
+                    loss_f = F.cross_entropy(logits, ef.labels)
+                    loss_a = F.cross_entropy(logits, ea.labels)
+                    self._write_row(g_f[i], torch.autograd.grad(loss_f, self.params, retain_graph=True,
+                                                                allow_unused=True, materialize_grads=True))
+                    self._write_row(g_a[i], self._grads(loss_a))
+                else:
+                    self._write_row(g_f[i], self._grads(self.label_losses(ef).mean()))
+                    self._write_row(g_a[i], self._grads(self.label_losses(ea).mean()))
+        finally:
+            self._clear()
+        return g_f, g_a
 
     # -- strategies
     def _loop(self, masked, targets) -> torch.Tensor:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import re
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -108,17 +109,29 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     extractor = GradientExtractor(base, pmap)
     write_param_map(out, pmap)
     n = len(rows)
-    for r0 in range(0, n, x.batch_size):
-        block = rows.iloc[r0:r0 + x.batch_size]
-        g_f, g_a = extract_block(extractor, block, x.micro_batch_size, pmap.input_dim, x.dtype)
-        store["factual"][r0:r0 + len(block)] = g_f
-        store["alternative"][r0:r0 + len(block)] = g_a
-        progress((r0 + len(block)) / n, f"extracted {r0 + len(block)}/{n} rows")
+    # Compressing and writing block k overlaps extracting block k+1 (one write in flight, so memory
+    # stays bounded by two blocks whatever the number of rows).
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        pending = None
+        for r0 in range(0, n, x.batch_size):
+            block = rows.iloc[r0:r0 + x.batch_size]
+            g_f, g_a = extract_block(extractor, block, x.micro_batch_size, pmap.input_dim, x.dtype)
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(write_block, store, r0, g_f, g_a)
+            progress((r0 + len(block)) / n, f"extracted {r0 + len(block)}/{n} rows")
+        if pending is not None:
+            pending.result()
     rows.to_parquet(out / "rows.parquet", index=False)
     return {"n_rows": n, "dim": pmap.input_dim, "dtype": x.dtype, "n_params": len(pmap.specs),
             "splits": {k: int(v) for k, v in rows["split"].value_counts().sort_index().items()},
             "base": {"name_or_path": base.name_or_path, "digest": base.digest, "objective": base.objective},
             "classes": classes}
+
+
+def write_block(store, r0: int, g_f: np.ndarray, g_a: np.ndarray) -> None:
+    store["factual"][r0:r0 + len(g_f)] = g_f
+    store["alternative"][r0:r0 + len(g_a)] = g_a
 
 
 def extract_block(extractor, block: pd.DataFrame, micro: int, dim: int, dtype: str):

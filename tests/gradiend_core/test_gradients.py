@@ -187,3 +187,21 @@ def test_unfitted_head_is_refused():
     base.head_fitted = False
     with pytest.raises(ModelError, match="newly initialised and not fitted"):
         GradientExtractor(base, select_parameters(base.model))
+
+
+def test_pair_gradients_share_the_forward_exactly():
+    """The shared-forward pair path equals two independent per-example extractions."""
+    from gradiend_core.gradients import GradientExtractor
+    from gradiend_core.lm import BaseLM, weights_digest
+    from gradiend_core.param_map import select_parameters
+    from gradiend_core.testing import tiny_mlm
+
+    model, tok = tiny_mlm(seed=3)
+    base = BaseLM(model, tok, "mlm", "tiny", weights_digest(model))
+    ex = GradientExtractor(base, select_parameters(model))
+    masked = ["the doctor said [MASK] was late .", "[MASK] went to the park ."]
+    fact, alt = ["he", "they"], ["they", "she"]
+    g_f, g_a = ex.pair_gradients(masked, fact, alt)
+    assert torch.allclose(g_f, ex.example_gradients(masked, fact), rtol=1e-5, atol=1e-7)
+    assert torch.allclose(g_a, ex.example_gradients(masked, alt), rtol=1e-5, atol=1e-7)
+    assert not torch.allclose(g_f, g_a)
