@@ -19,7 +19,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 PY = sys.executable
-MiB = 2**20
 
 
 def log(msg: str) -> None:
@@ -196,13 +195,6 @@ def run_stage_isolated(config: Path, store: Path, stage_id: str, threads: int | 
     r = m.last_json()
     r.update(process_seconds=round(m.seconds, 2), peak_rss_mib=round(m.peak_rss_mib, 1))
     return r
-
-
-def plan_ids(config: Path) -> list[str]:
-    from gradiend_core.experiment import load_experiment
-    from gradiend_core.stages.plan import plan
-
-    return list(plan(load_experiment(config)))
 
 
 def parse_common(description: str, extra=None):

@@ -96,7 +96,8 @@ class ExtractSection:
     batch_size: int = 8                           # rows per Zarr row-chunk (one extraction batch)
     micro_batch_size: int = 4                     # examples per backward (bounds peak memory)
     max_neutral_rows: int | None = 30             # neutral rows encoded by evaluate-encoder
-    threads: int = 2                              # torch threads: fixed, since it changes float summation order
+    threads: int = 1                              # torch threads (fixed: it changes float summation order);
+                                                  # 1 leaves the other core to the compressing writer
 
     def validate(self) -> None:
         _positive("extract", batch_size=self.batch_size, micro_batch_size=self.micro_batch_size,
@@ -126,7 +127,7 @@ class TrainSection:
     target: Kind = "diff"
     base_batch_size: int = 2          # examples averaged into one gradient (reference: one base batch)
     batch_size: int = 1               # gradient vectors per optimizer step
-    learning_rate: float = 1e-3
+    learning_rate: float = 1e-4       # reference default 1e-5 (too slow for 100 steps); 1e-3 saturates tanh here
     weight_decay: float = 1e-2
     adam_epsilon: float = 1e-8
     optim: Literal["adamw", "adam"] = "adamw"
