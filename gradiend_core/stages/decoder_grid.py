@@ -17,10 +17,6 @@ def config_slice(cfg) -> dict:
     return {"decoder_grid": section(cfg.decoder_grid)}
 
 
-def paths(cfg) -> dict:
-    return {}
-
-
 def grid_config(d: dict) -> DecoderGridConfig:
     return DecoderGridConfig(learning_rates=d["learning_rates"], feature_factors=d["feature_factors"],
                              max_rows_per_class=d["max_rows_per_class"], lms_max_texts=d["lms_max_texts"],

@@ -23,10 +23,6 @@ def config_slice(cfg) -> dict:
     return {"evaluate_encoder": section(cfg.evaluate_encoder)}
 
 
-def paths(cfg) -> dict:
-    return {}
-
-
 def store_columns(model_pmap, store_pmap) -> torch.Tensor:
     """Store columns holding the model's input dims (matched by stable base-global index)."""
     store_global = store_pmap.local_to_global()

@@ -35,10 +35,6 @@ def config_slice(cfg) -> dict:
     return {"extract": section(cfg.extract)}
 
 
-def paths(cfg) -> dict:
-    return {}
-
-
 def neutral_rows(neutral: pd.DataFrame, exclude: set[str], max_rows: int | None, seed: int) -> pd.DataFrame:
     """Mask one seeded-random alphabetic word (not an excluded word) per neutral sentence."""
     rng = random.Random(seed)

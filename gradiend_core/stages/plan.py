@@ -19,7 +19,7 @@ class StagePlan:
     id: str                    # unique in the plan, e.g. "train-seed-1"
     module: ModuleType
     conf: dict
-    paths: dict
+    paths: dict                # where input files live (not hashed: their digests are in conf)
     inputs: dict[str, str] = field(default_factory=dict)   # input name -> plan id
     key: str = ""
 
@@ -33,7 +33,8 @@ def plan(cfg) -> dict[str, StagePlan]:
     steps: list[StagePlan] = []
 
     def add(id_, module, conf, inputs=None, paths=None):
-        p = StagePlan(id_, module, conf, paths if paths is not None else module.paths(cfg), inputs or {})
+        hook = getattr(module, "paths", None)  # unhashed input locations; most stages have none
+        p = StagePlan(id_, module, conf, paths if paths is not None else (hook(cfg) if hook else {}), inputs or {})
         done = {s.id: s for s in steps}
         p.key = stage_key(p.stage, module.VERSION, conf, {n: done[i].key for n, i in p.inputs.items()})
         steps.append(p)

@@ -14,10 +14,6 @@ def config_slice(cfg) -> dict:
     return {"post_prune": section(cfg.post_prune)}
 
 
-def paths(cfg) -> dict:
-    return {}
-
-
 def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     p = conf["post_prune"]
     g = load_gradiend(out_path(inputs["model"]) / "model")

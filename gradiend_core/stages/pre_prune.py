@@ -25,10 +25,6 @@ def config_slice(cfg) -> dict:
     return {"pre_prune": section(cfg.pre_prune)}
 
 
-def paths(cfg) -> dict:
-    return {}
-
-
 def stratified_rows(rows: pd.DataFrame, n_samples: int, seed: int) -> list[int]:
     """n_samples train rows split evenly over the +1/-1 classes (remainder to the first class)."""
     train = rows[(rows["kind"] == "training") & (rows["split"] == "train") & (rows["label"] != 0)]

@@ -24,10 +24,6 @@ def config_slice(cfg) -> dict:
     return {"rewrite": section(cfg.rewrite)}
 
 
-def paths(cfg) -> dict:
-    return {}
-
-
 def summary_key(r: dict, classes: list[str]) -> tuple[str, str]:
     target = r["target_class"] or classes[0]
     if target not in classes:

@@ -16,10 +16,6 @@ def config_slice(cfg) -> dict:
     return {"select": section(cfg.select)}
 
 
-def paths(cfg) -> dict:
-    return {}
-
-
 def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     seeds = {name: m for name, m in inputs.items() if name.startswith("seed_")}
     runs = [{"seed": int(m["info"]["seed"]), "stats": read_json(out_path(m) / "stats.json")} for m in seeds.values()]

@@ -122,7 +122,3 @@ def _plot(stats: dict, path: Path, classes: list[str]) -> None:
 
     names = {"1": classes[0], "-1": classes[1]} if len(classes) >= 2 else None
     plot_training_convergence(stats, path, class_names=names)
-
-
-def paths(cfg) -> dict:
-    return {}

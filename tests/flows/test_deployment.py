@@ -20,15 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gradiend_core.testing import tiny_experiment
 
-def tiny_experiment(model_dir: Path) -> dict:
-    """The shared tiny experiment of tests/flows/conftest.py (tests/ is not a package: load it by path)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("_flows_conftest", Path(__file__).with_name("conftest.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.tiny_experiment(model_dir)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
