@@ -41,10 +41,10 @@ def encode_rows(g, store: GradientStore, rows: pd.DataFrame, cols: torch.Tensor,
     full = cols.numel() == store.dim and bool((cols == torch.arange(store.dim)).all())
     for i in range(0, len(rows), 64):
         part = list(rows["store_row"].iloc[i:i + 64])
-        neutral = (rows["kind"].iloc[i:i + 64] == "neutral").to_numpy()
+        neutral = torch.tensor((rows["kind"].iloc[i:i + 64] == "neutral").to_numpy())  # (n,) bool
         g_f, g_a = store.rows("factual", part), store.rows("alternative", part)
         x = assemble(source, g_f, g_a)
-        x[torch.from_numpy(neutral)] = g_f[torch.from_numpy(neutral)]  # neutral rows: factual only
+        x[neutral] = g_f[neutral]  # neutral rows have no alternative: encode their factual gradient
         x = x if full else x[:, cols]
         out.append(g.encode(x)[:, 0].double().numpy())
     return np.concatenate(out) if out else np.zeros(0)

@@ -26,8 +26,9 @@ def _store(tmp_path, n=10, dim=300, dtype="float32"):
 
 
 def test_rows_in_any_order(tmp_path):
-    s, f, _ = _store(tmp_path)
+    s, f, a = _store(tmp_path)
     assert torch.equal(s.rows("factual", [7, 2, 5]), f[[7, 2, 5]])
+    assert torch.equal(s.rows("alternative", [3, 3, 9, 0]), a[[3, 3, 9, 0]])  # repeats, gaps, any order
 
 
 def test_importance_matches_direct_computation(tmp_path, monkeypatch):
