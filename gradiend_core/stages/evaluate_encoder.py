@@ -13,7 +13,7 @@ from ..io import atomic_write_json
 from ..metrics import encoder_metrics
 from .common import info, out_path, section, store_dir
 from .extract_gradients import read_param_map
-from .train_seed import eval_label_sign
+from .train_seed import EVAL_CHUNK, eval_label_sign
 
 NAME = "evaluate-encoder"
 VERSION = "1"
@@ -39,9 +39,9 @@ def store_columns(model_pmap, store_pmap) -> torch.Tensor:
 def encode_rows(g, store: GradientStore, rows: pd.DataFrame, cols: torch.Tensor, source: str) -> np.ndarray:
     out = []
     full = cols.numel() == store.dim and bool((cols == torch.arange(store.dim)).all())
-    for i in range(0, len(rows), 64):
-        part = list(rows["store_row"].iloc[i:i + 64])
-        neutral = torch.tensor((rows["kind"].iloc[i:i + 64] == "neutral").to_numpy())  # (n,) bool
+    for i in range(0, len(rows), EVAL_CHUNK):
+        part = list(rows["store_row"].iloc[i:i + EVAL_CHUNK])
+        neutral = torch.tensor((rows["kind"].iloc[i:i + EVAL_CHUNK] == "neutral").to_numpy())  # (n,) bool
         g_f, g_a = store.rows("factual", part), store.rows("alternative", part)
         x = assemble(source, g_f, g_a)
         x[neutral] = g_f[neutral]  # neutral rows have no alternative: encode their factual gradient

@@ -23,6 +23,7 @@ from .extract_gradients import read_param_map
 
 NAME = "train-seed"
 VERSION = "1"
+EVAL_CHUNK = 16  # rows read per evaluation chunk: bounds memory (2 kinds x 16 x P float32 per seed)
 
 
 def config_slice(cfg, seed: int) -> dict:
@@ -87,16 +88,18 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     result = train_gradiend(batches, eval_set, store.dim, train_config(t), seed,
                             progress=lambda step, tot, i: progress(step / max(total, 1), f"seed {seed}: step {step}"))
     classes = list(info(ext)["classes"])
+    # wall time stays out of the files (it would make two identical runs' bytes differ); the info has it
+    stats = {k: v for k, v in result.stats.items() if k != "seconds"}
     g = Gradiend(result.model, pmap, source=t.source, target=t.target,
                  directions={c: (1 if i == 0 else -1 if i == 1 else 0) for i, c in enumerate(classes)},
                  base=BaseIdentity(**{k: info(ext)["base"][k] for k in ("name_or_path", "digest")}),
-                 training=result.stats)
+                 training=stats)
     save_gradiend(g, out / "model")
-    atomic_write_json(out / "stats.json", result.stats)
-    if result.stats.get("eval_steps"):  # nothing to plot without in-training evaluation
-        _plot(result.stats, out / "training_convergence.png", classes)
-    return {"seed": seed, "converged": result.stats.get("converged"), "best": result.stats.get("best"),
-            "steps": result.stats.get("steps")}
+    atomic_write_json(out / "stats.json", stats)
+    if stats.get("eval_steps"):  # nothing to plot without in-training evaluation
+        _plot(stats, out / "training_convergence.png", classes)
+    return {"seed": seed, "converged": stats.get("converged"), "best": stats.get("best"),
+            "steps": stats.get("steps"), "seconds": result.stats.get("seconds")}
 
 
 def make_eval_set(rows: pd.DataFrame, store: GradientStore, split: str, source: str,
@@ -109,8 +112,8 @@ def make_eval_set(rows: pd.DataFrame, store: GradientStore, split: str, source: 
     idx = list(ev["store_row"])
 
     def sources():
-        for i in range(0, len(idx), 64):
-            part = idx[i:i + 64]
+        for i in range(0, len(idx), EVAL_CHUNK):
+            part = idx[i:i + EVAL_CHUNK]
             yield assemble(source, store.rows("factual", part), store.rows("alternative", part))
 
     labels = torch.tensor(ev["label"].to_numpy(), dtype=torch.float32) * eval_label_sign(source)
