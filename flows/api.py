@@ -35,12 +35,56 @@ def resolve_config(config: Any = None, overrides: list[str] | None = None) -> Ex
 
 
 def preflight(cfg: ExperimentConfig, store: str | Path):
-    """Everything checked before any stage runs: config slices (model path, data classes), the store."""
+    """Everything checked before any stage runs: config slices (model path, data classes), the store,
+    and, unless extraction is already cached, the model, the data and the disk space extraction needs."""
     from gradiend_core.stages.plan import plan
 
     s = ArtifactStore(Path(store))
     s.check_writable()
-    return plan(cfg)
+    steps = plan(cfg)
+    _check_target_class(cfg)
+    if not s.is_valid("extract-gradients", steps["extract-gradients"].key):
+        _check_inputs(cfg, s, steps)
+    return steps
+
+
+def _check_target_class(cfg: ExperimentConfig) -> None:
+    """rewrite.target_class is read by the last stage only: check it against the classes up front."""
+    from gradiend_core.config_loader import suggest
+    from gradiend_core.errors import ConfigError
+    from gradiend_core.stages.common import class_map
+
+    target, classes = cfg.rewrite.target_class, list(class_map(cfg.data))
+    if target is not None and target not in classes:
+        raise ConfigError(f"rewrite.target_class '{target}' is not a class{suggest(target, classes)}; "
+                          f"use one of {', '.join(classes)}")
+
+
+def _check_inputs(cfg: ExperimentConfig, store: ArtifactStore, steps) -> None:
+    """Cheap dry runs of what prepare-model, create-data and extract-gradients would fail on, so a bad
+    model, bad data or a full disk is reported before minutes of work and with the store unchanged."""
+    from gradiend_core.lm import load_base_model, target_token_ids
+    from gradiend_core.param_map import select_parameters
+    from gradiend_core.stages import create_data, extract_gradients
+    from gradiend_core.stages.common import class_map, corpus_texts, neutral_texts
+
+    base = load_base_model(cfg.model.name_or_path, allow_missing_head=cfg.model.fit_head != "never")
+    classes = class_map(cfg.data)
+    for word in sorted({w for ws in classes.values() for w in ws}):
+        target_token_ids(base.tokenizer, word, base.objective)
+    data = steps["create-data"]
+    m = store.manifest(data.stage, data.key) if store.is_valid(data.stage, data.key) else None
+    if m is not None:
+        n_rows = int(m["info"]["summary"]["n_rows"])
+    else:
+        from gradiend_core.data.creation import create_training_data
+
+        n_rows = len(create_training_data(corpus_texts(cfg.data), create_data.data_config(cfg.data).validate()))
+        neutral_texts(cfg.data)  # readable (UTF-8, exists)
+    x = cfg.extract
+    n_rows += x.max_neutral_rows or cfg.data.neutral_max or 0
+    dim = select_parameters(base.model, x.include, x.exclude).input_dim
+    extract_gradients.check_disk(store.root, n_rows, dim, x.dtype)
 
 
 @dataclass

@@ -61,11 +61,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_run(args) -> int:
-    from .api import preflight, resolve_config, run_experiment
+    from .api import resolve_config, run_experiment
 
     cfg = resolve_config(args.config, args.set)
-    preflight(cfg, args.store)
-    result = run_experiment(cfg, args.store)
+    result = run_experiment(cfg, args.store)  # preflight first: bad input fails before any stage
     s = result.summary
     print(render_summary(s))
     if args.json:

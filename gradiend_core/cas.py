@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import socket
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import StoreError
-from .io import atomic_write_json, canonical_json, read_json, sha256_bytes, sha256_file
+from .io import _json_default, atomic_write_text, canonical_json, read_json, sha256_bytes, sha256_file
 
 MANIFEST = "manifest.json"
 KEY_LEN = 20
@@ -116,11 +117,20 @@ class ArtifactStore:
         d.mkdir(parents=True)
         return d
 
+    def leftover_staging(self, stage: str, key: str) -> list[Path]:
+        """Staging dirs of this key left by dead runs. Only meaningful while holding the key's lock:
+        staging dirs are created under the lock and an fcntl lock dies with its process."""
+        d = self.root / stage
+        return sorted(d.glob(f".staging-{key}-*")) if d.is_dir() else []
+
     def publish(self, stage: str, key: str, staging: Path, record: dict) -> dict:
         """Write the manifest into `staging` and rename it to the final path (replacing a broken one)."""
         manifest = {**record, "stage": stage, "key": key, "files": _file_entries(staging),
                     "published_at": time.time()}
-        atomic_write_json(staging / MANIFEST, manifest)
+        # insertion order is kept (no sort_keys), so a manifest read back from disk equals the one
+        # returned here: stages that read an ordered dict from their inputs' info (e.g. the classes,
+        # first = label +1) see the same order whether the input was just built or reused
+        atomic_write_text(staging / MANIFEST, json.dumps(manifest, indent=2, default=_json_default) + "\n")
         final = self.path(stage, key)
         if final.exists():  # a corrupted or partial old output: move aside, then drop
             trash = final.with_name(f".trash-{key}-{uuid.uuid4().hex[:8]}")

@@ -221,7 +221,7 @@ def _create_data(m: dict, exp: str) -> list[dict]:
 
     out = _out(m)
     s = _read_json(out / "summary.json")
-    classes = list(_info(m).get("classes") or s["classes"])
+    classes = [c for c, _ in _info(m)["classes"]] if _info(m).get("classes") else list(s["classes"])
     from gradiend_core.data.schema import SPLITS
 
     split_rows = [{"class": c, **{sp: s["class_splits"].get(c, {}).get(sp, 0) for sp in SPLITS},
@@ -344,7 +344,7 @@ def _train_seed(m: dict, exp: str) -> list[dict]:
             {"field": "mean encoded (+1 class)", "value": means.get("1")},
             {"field": "mean encoded (-1 class)", "value": means.get("-1")},
             {"field": "converged", "value": stats.get("converged", i.get("converged"))},
-            {"field": "training time", "value": f"{float(stats.get('seconds') or 0):.1f} s"}]
+            {"field": "training time", "value": f"{float(stats.get('seconds') or i.get('seconds') or 0):.1f} s"}]
     md = (_header(m, f"Training, seed {i.get('seed')}") + "\n" + md_table(rows) + "\n\n"
           + md_image(out / "training_convergence.png", "training convergence"))
     return [_spec("markdown", artifact_key(exp, m["stage"], _seed_suffix(m)), md,

@@ -7,7 +7,7 @@ from ..data.creation import DataConfig, create_neutral_data, create_training_dat
 from .common import class_map, corpus_identity, corpus_texts, neutral_texts, section
 
 NAME = "create-data"
-VERSION = "1"
+VERSION = "2"  # 2: classes as ordered [name, words] pairs
 
 
 def data_config(d) -> DataConfig:
@@ -20,7 +20,8 @@ def data_config(d) -> DataConfig:
 def config_slice(cfg) -> dict:
     data_config(cfg.data).validate()  # bad classes / ratios fail before any stage runs
     s = section(cfg.data)
-    s["classes"] = class_map(cfg.data)
+    # ordered pairs: manifests and keys are written with sorted JSON keys, and the first class is label +1
+    s["classes"] = [[name, words] for name, words in class_map(cfg.data).items()]
     return {"data": s, "corpus": corpus_identity(cfg.data)}
 
 
@@ -31,10 +32,11 @@ def paths(cfg) -> dict:
 def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     from ..experiment import DataSection
 
-    d = DataSection(**{**conf["data"], "corpus": paths.get("corpus"), "neutral_corpus": paths.get("neutral_corpus")})
+    d = DataSection(**{**conf["data"], "classes": dict(conf["data"]["classes"]), "corpus": paths.get("corpus"),
+                       "neutral_corpus": paths.get("neutral_corpus")})
     dc = data_config(d).validate()
     progress(0.1, "matching target words")
     training = create_training_data(corpus_texts(d), dc)
     neutral = create_neutral_data(neutral_texts(d), neutral_exclude_words(dc), dc.neutral_max, dc.seed)
     summary = write_dataset(out, training, neutral)
-    return {"summary": summary, "classes": dc.class_map(), "labels": dc.labels()}
+    return {"summary": summary, "classes": list(dc.class_map().items()), "labels": dc.labels()}

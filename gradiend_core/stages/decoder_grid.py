@@ -27,7 +27,7 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     base = load_prepared_model(inputs["base"])
     g = load_gradiend(out_path(inputs["model"]) / "model", expected_digest=base.digest)
     training, neutral = read_dataset(out_path(inputs["data"]))
-    classes = info(inputs["data"])["classes"]
+    classes = dict(info(inputs["data"])["classes"])  # ordered [name, words] pairs
     result = evaluate_decoder_grid(base.model, base.tokenizer, base.objective, g, decoder_rows(training),
                                    list(neutral["text"]), classes, grid_config(conf["decoder_grid"]),
                                    progress=lambda i, n: progress(i / n, f"grid cell {i}/{n}"))

@@ -28,6 +28,7 @@ from .common import info, load_prepared_model, out_path, section
 NAME = "extract-gradients"
 VERSION = "1"
 MASK = "[MASK]"
+PROGRESS = "progress.json"  # in the staging dir while building: row blocks already written
 BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
 
 
@@ -95,39 +96,76 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     torch.set_num_threads(x.threads)
     base = load_prepared_model(inputs["model"])
     training, neutral = read_dataset(out_path(inputs["data"]))
-    classes = info(inputs["data"])["classes"]
+    classes = dict(info(inputs["data"])["classes"])  # ordered [name, words] pairs -> dict
     exclude = {w for ws in classes.values() for w in ws}
     rows = row_index(training, neutral_rows(neutral, exclude, x.max_neutral_rows, seed=0))
     pmap = select_parameters(base.model, x.include, x.exclude)
     check_targets(base, rows)
     check_disk(out, len(rows), pmap.input_dim, x.dtype)
-    store = create_store(out / "gradients.zarr", len(rows), pmap.input_dim, x.dtype, x.batch_size, x.compression)
+    done = read_progress(out, len(rows), pmap.input_dim)  # row blocks a killed run already wrote
+    if done:
+        import zarr
+
+        store = zarr.open_group(str(out / "gradients.zarr"), mode="r+")
+    else:
+        store = create_store(out / "gradients.zarr", len(rows), pmap.input_dim, x.dtype, x.batch_size,
+                             x.compression)
+        write_progress(out, len(rows), pmap.input_dim, done)
     extractor = GradientExtractor(base, pmap)
     write_param_map(out, pmap)
     n = len(rows)
     # Compressing and writing block k overlaps extracting block k+1 (one write in flight, so memory
-    # stays bounded by two blocks whatever the number of rows).
+    # stays bounded by two blocks whatever the number of rows). A block is recorded as done only
+    # after its write returned, so a resumed run redoes at most the blocks that were in flight.
     with ThreadPoolExecutor(max_workers=1) as writer:
         pending = None
         for r0 in range(0, n, x.batch_size):
+            if r0 in done:
+                continue
             block = rows.iloc[r0:r0 + x.batch_size]
             g_f, g_a = extract_block(extractor, block, x.micro_batch_size, pmap.input_dim, x.dtype)
             if pending is not None:
-                pending.result()
+                done.add(pending.result())
+                write_progress(out, n, pmap.input_dim, done)
             pending = writer.submit(write_block, store, r0, g_f, g_a)
             progress((r0 + len(block)) / n, f"extracted {r0 + len(block)}/{n} rows")
         if pending is not None:
-            pending.result()
+            done.add(pending.result())
+            write_progress(out, n, pmap.input_dim, done)
     rows.to_parquet(out / "rows.parquet", index=False)
+    (out / PROGRESS).unlink()  # bookkeeping of the build, not part of the output
     return {"n_rows": n, "dim": pmap.input_dim, "dtype": x.dtype, "n_params": len(pmap.specs),
             "splits": {k: int(v) for k, v in rows["split"].value_counts().sort_index().items()},
             "base": {"name_or_path": base.name_or_path, "digest": base.digest, "objective": base.objective},
-            "classes": classes}
+            "classes": list(classes.items())}
 
 
-def write_block(store, r0: int, g_f: np.ndarray, g_a: np.ndarray) -> None:
+build.resumable = True  # run_stage hands it the staging dir of a killed run of the same key
+
+
+def write_block(store, r0: int, g_f: np.ndarray, g_a: np.ndarray) -> int:
     store["factual"][r0:r0 + len(g_f)] = g_f
     store["alternative"][r0:r0 + len(g_a)] = g_a
+    return r0
+
+
+def read_progress(out: Path, n_rows: int, dim: int) -> set[int]:
+    """First rows of the blocks a killed run finished writing into `out` (empty: start from scratch)."""
+    from ..io import read_json
+
+    try:
+        p = read_json(out / PROGRESS)
+    except (FileNotFoundError, ValueError):
+        return set()
+    if (p.get("n_rows"), p.get("dim")) != (n_rows, dim) or not (out / "gradients.zarr").is_dir():
+        return set()
+    for tmp in out.glob(".*.tmp"):  # half-written atomic writes of the killed run
+        tmp.unlink()
+    return set(p["done"])
+
+
+def write_progress(out: Path, n_rows: int, dim: int, done: set[int]) -> None:
+    atomic_write_json(out / PROGRESS, {"n_rows": n_rows, "dim": dim, "done": sorted(done)})
 
 
 def extract_block(extractor, block: pd.DataFrame, micro: int, dim: int, dtype: str):

@@ -36,7 +36,7 @@ def summary_key(r: dict, classes: list[str]) -> tuple[str, str]:
 
 def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     r = conf["rewrite"]
-    class_words = info(inputs["data"])["classes"]
+    class_words = dict(info(inputs["data"])["classes"])  # ordered [name, words] pairs
     classes = list(class_words)
     target, key = summary_key(r, classes)
     summary = read_json(out_path(inputs["grid"]) / "grid.json")["summary"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import shutil
 import time
@@ -53,7 +54,7 @@ def run_stage(store: ArtifactStore, stage: str, version: str, conf: dict, inputs
             return m
         if store.manifest(stage, key) is not None:
             log.warning("recomputing %s/%s: %s", stage, key, "; ".join(problems[:3]))
-        staging = store.staging_dir(stage, key)
+        staging = _staging(store, stage, key, resumable=getattr(build, "resumable", False))
         t0 = time.perf_counter()
         try:
             info = build(staging, conf, inputs, progress or (lambda f, msg="": None), paths or {})
@@ -65,3 +66,24 @@ def run_stage(store: ArtifactStore, stage: str, version: str, conf: dict, inputs
         m = store.publish(stage, key, staging, record)
         m["cached"] = False
         return m
+
+
+def _staging(store: ArtifactStore, stage: str, key: str, resumable: bool) -> Path:
+    """A fresh staging dir, or (for a resumable build) the newest one a killed run of this key left.
+
+    Called under the key's lock, so every leftover staging dir of the key belongs to a dead process.
+    A resumable build finds its own progress record in the adopted dir and skips the finished work;
+    any other build starts from an empty dir (its leftovers are deleted, never mistaken for results).
+    """
+    fresh = store.staging_dir(stage, key)
+    leftovers = store.leftover_staging(stage, key)
+    leftovers.remove(fresh)
+    adopt = max(leftovers, key=lambda p: p.stat().st_mtime_ns) if resumable and leftovers else None
+    for d in leftovers:
+        if d != adopt:
+            shutil.rmtree(d, ignore_errors=True)
+    if adopt is not None:
+        log.warning("%s/%s: resuming the staging dir of a killed run (%s)", stage, key, adopt.name)
+        fresh.rmdir()
+        os.replace(adopt, fresh)
+    return fresh

@@ -87,7 +87,7 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     total = t.max_steps if t.max_steps > 0 else t.num_epochs * (len(plan) // t.batch_size)
     result = train_gradiend(batches, eval_set, store.dim, train_config(t), seed,
                             progress=lambda step, tot, i: progress(step / max(total, 1), f"seed {seed}: step {step}"))
-    classes = list(info(ext)["classes"])
+    classes = [name for name, _ in info(ext)["classes"]]  # config order: first class is label +1
     # wall time stays out of the files (it would make two identical runs' bytes differ); the info has it
     stats = {k: v for k, v in result.stats.items() if k != "seconds"}
     g = Gradiend(result.model, pmap, source=t.source, target=t.target,

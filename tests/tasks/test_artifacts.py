@@ -19,7 +19,7 @@ from tasks import artifacts as A
 
 EXP = "Pronoun Number (tiny BERT)"
 SLUG = "pronoun-number-tiny-bert"
-CLASSES = {"3SG": ["he", "she"], "3PL": ["they"]}
+CLASSES = [["3SG", ["he", "she"]], ["3PL", ["they"]]]  # ordered pairs, as create-data records them
 URI_RE = re.compile(r"data:image/png;base64,([A-Za-z0-9+/=]+)")
 
 

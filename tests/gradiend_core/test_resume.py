@@ -1,0 +1,128 @@
+"""Resume after SIGKILL: extraction continues from its last complete row block, a killed training seed
+restarts; either way the published output is bit-identical to an uninterrupted run."""
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gradiend_core.cas import ArtifactStore
+from gradiend_core.experiment import load_experiment
+from gradiend_core.stages import extract_gradients as xg
+from gradiend_core.stages.plan import plan
+from gradiend_core.stages.runner import run_stage
+from gradiend_core.testing import tiny_experiment
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Runs the plan up to STAGE_ID in a fresh process and SIGKILLs itself from inside the stage (a real
+# SIGKILL: no finally blocks, no cleanup; the kernel drops the fcntl lock).
+KILLER = textwrap.dedent("""
+    import os, signal, sys
+    from gradiend_core.cas import ArtifactStore
+    from gradiend_core.experiment import load_experiment
+    from gradiend_core.stages import extract_gradients as xg, train_seed as ts
+    from gradiend_core.stages.plan import plan
+    from gradiend_core.stages.runner import run_stage
+
+    config, store, stop_at, kill_after = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    recorded = xg.write_progress
+
+    def write_progress(out, n, dim, done):  # die right after the k-th block was recorded
+        recorded(out, n, dim, done)
+        if len(done) >= kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def save_gradiend(*a, **k):  # die after training, while the checkpoint sits in staging
+        saved(*a, **k)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    saved = ts.save_gradiend
+    xg.write_progress, ts.save_gradiend = write_progress, save_gradiend
+    s, done = ArtifactStore(store), {}
+    for sid, p in plan(load_experiment(config)).items():
+        inputs = {n: done[i] for n, i in p.inputs.items()}
+        done[sid] = run_stage(s, p.stage, p.module.VERSION, p.conf, inputs, p.module.build, paths=p.paths)
+        if sid == stop_at:
+            break
+""")
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory) -> Path:
+    from gradiend_core.data.builtin import builtin_vocabulary
+    from gradiend_core.testing import save_tiny, tiny_mlm
+
+    d = tmp_path_factory.mktemp("resume")
+    model_dir = save_tiny(*tiny_mlm(seed=0, hidden=32, layers=2, words=builtin_vocabulary()), d / "tiny-bert")
+    exp = tiny_experiment(model_dir)
+    exp["train"]["max_seeds"] = 1
+    p = d / "tiny.yaml"
+    p.write_text(yaml.safe_dump(exp))
+    return p
+
+
+def run_plan(config: Path, store: Path, stop_at: str) -> dict:
+    s, done = ArtifactStore(store), {}
+    for sid, p in plan(load_experiment(config)).items():
+        inputs = {n: done[i] for n, i in p.inputs.items()}
+        done[sid] = run_stage(s, p.stage, p.module.VERSION, p.conf, inputs, p.module.build, paths=p.paths)
+        if sid == stop_at:
+            return done
+    return done
+
+
+def killed_run(config: Path, store: Path, stop_at: str, kill_after: int = 10**9) -> None:
+    r = subprocess.run([sys.executable, "-c", KILLER, str(config), str(store), stop_at, str(kill_after)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == -9, r.stderr[-2000:]  # killed by SIGKILL, not finished or crashed
+
+
+def digests(m: dict) -> dict:
+    return {rel: f["sha256"] for rel, f in m["files"].items()}
+
+
+@pytest.fixture(scope="module")
+def clean(config, tmp_path_factory) -> dict:
+    """Manifests of an uninterrupted run (the reference for bit-identity)."""
+    return run_plan(config, tmp_path_factory.mktemp("clean") / "store", "train-seed-0")
+
+
+def test_extraction_resumes_from_last_complete_block(config, clean, tmp_path, monkeypatch):
+    store = tmp_path / "store"
+    n_rows = clean["extract-gradients"]["info"]["n_rows"]
+    batch = load_experiment(config).extract.batch_size
+    n_blocks = -(-n_rows // batch)
+    assert n_blocks >= 5
+    killed_run(config, store, "extract-gradients", kill_after=3)
+    s = ArtifactStore(store)
+    assert not [k for st, k in s.outputs() if st == "extract-gradients"]  # nothing published
+    [staging] = s.leftover_staging("extract-gradients", clean["extract-gradients"]["key"])
+    assert len(xg.read_progress(staging, n_rows, clean["extract-gradients"]["info"]["dim"])) == 3
+
+    extracted = []
+    original = xg.extract_block
+    monkeypatch.setattr(xg, "extract_block", lambda ex, block, *a: extracted.append(len(block)) or
+                        original(ex, block, *a))
+    m = run_plan(config, store, "extract-gradients")["extract-gradients"]
+    assert not m["cached"] and len(extracted) == n_blocks - 3  # only the remaining blocks
+    assert digests(m) == digests(clean["extract-gradients"])
+    assert "progress.json" not in m["files"] and s.leftovers() == []
+    assert not s.problems("extract-gradients", m["key"], deep=True)
+
+
+def test_killed_training_leaves_no_output_and_restarts(config, clean, tmp_path):
+    store = tmp_path / "store"
+    killed_run(config, store, "train-seed-0")
+    s = ArtifactStore(store)
+    assert not [k for st, k in s.outputs() if st == "train-seed"]  # the checkpoint stayed in staging
+    [staging] = s.leftover_staging("train-seed", clean["train-seed-0"]["key"])
+    assert (staging / "model").is_dir()
+
+    m = run_plan(config, store, "train-seed-0")["train-seed-0"]
+    assert not m["cached"] and digests(m) == digests(clean["train-seed-0"])
+    assert s.leftovers() == []  # the dead run's staging dir was dropped, not reused

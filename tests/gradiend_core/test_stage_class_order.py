@@ -1,0 +1,28 @@
+"""Class order is data (the first class is label +1): it must survive JSON manifests and change keys."""
+from gradiend_core.cas import ArtifactStore
+from gradiend_core.experiment import load_experiment
+from gradiend_core.stages import create_data
+from gradiend_core.stages.plan import plan
+from gradiend_core.stages.runner import run_stage
+
+
+def _cfg(order):
+    return load_experiment(None, [f"data.classes={{{order}}}", "data.max_per_class=20", "data.neutral_max=5"])
+
+
+def test_swapping_class_order_changes_the_keys():
+    a = plan(_cfg("3SG: [he, she, it], 3PL: [they]"))
+    b = plan(_cfg("3PL: [they], 3SG: [he, she, it]"))
+    assert a["create-data"].key != b["create-data"].key
+    assert a["rewrite"].key != b["rewrite"].key
+
+
+def test_class_order_survives_a_manifest_read_from_disk(tmp_path):
+    cfg = _cfg("3SG: [he, she, it], 3PL: [they]")
+    p = plan(cfg)["create-data"]
+    store = ArtifactStore(tmp_path)
+    fresh = run_stage(store, create_data.NAME, create_data.VERSION, p.conf, {}, create_data.build, paths=p.paths)
+    from_disk = store.load(create_data.NAME, fresh["key"])  # manifests are written with sorted keys
+    for m in (fresh, from_disk):
+        assert [name for name, _ in m["info"]["classes"]] == ["3SG", "3PL"]
+        assert m["info"]["labels"] == {"3SG": 1, "3PL": -1}

@@ -1,0 +1,146 @@
+"""Catalogue of user mistakes: each is answered by `gradiend-flow run` before any stage runs, with exit
+code 2, one stderr line that says what to fix, and a store without any stage output."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flows.cli import main
+from gradiend_core.testing import tiny_experiment
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """A tiny masked LM, variants of it that are broken in one way each, and a few corpus files."""
+    from transformers import BertModel
+
+    from gradiend_core.data.builtin import builtin_vocabulary
+    from gradiend_core.testing import save_tiny, tiny_mlm
+
+    d = tmp_path_factory.mktemp("bad-inputs")
+    model, tok = tiny_mlm(seed=0, hidden=32, layers=2, words=builtin_vocabulary())
+    save_tiny(model, tok, d / "model")
+    save_tiny(BertModel(model.config), tok, d / "no-head")  # backbone only: no masked-LM head
+    model.save_pretrained(d / "no-tokenizer")
+    (d / "empty-dir").mkdir()
+    (d / "empty.txt").write_text("\n\n")
+    (d / "latin1.txt").write_bytes("he said the café was closed .\n".encode("latin-1"))
+    (d / "only-he.txt").write_text("".join(f"he walked to the shop number {i} .\n" for i in range(40)))
+    (d / "few.txt").write_text("he sat .\nthey sat .\n")
+    (d / "config.yaml").write_text(yaml.safe_dump(tiny_experiment(d / "model")))
+    (d / "file-not-dir").write_text("x")
+    return d
+
+
+def yaml_file(env: Path, name: str, text: str | bytes) -> str:
+    p = env / name
+    p.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return str(p)
+
+
+def corpus(env: Path, name: str, classes: str = "{3SG: [he], 3PL: [they]}") -> list[str]:
+    return ["data.builtin=null", f"data.corpus={env / name}", f"data.classes={classes}"]
+
+
+DUP_CLASSES = """
+data:
+  builtin: pronoun_number
+  classes:
+    3SG: [he, she]
+    3PL: [they]
+    3SG: [it]
+"""
+
+# id -> (config file (None: the tiny config), --set overrides, text the error line must contain)
+CASES = {
+    # config
+    "unknown-key-suggests": (None, ["train.learnng_rate=1e-3"], "did you mean 'learning_rate'"),
+    "unknown-section": (None, ["trian.max_steps=3"], "unknown section 'trian'"),
+    "unknown-key-in-file": (lambda e: yaml_file(e, "k.yaml", "train: {max_step: 5}\n"), [], "max_step"),
+    "wrong-type": (None, ["train.max_steps=many"], "train.max_steps: expected int"),
+    "out-of-range": (None, ["train.learning_rate=-1"], "train.learning_rate must be > 0"),
+    "bad-choice": (None, ["extract.dtype=float8"], "is not one of float16, bfloat16, float32"),
+    "fraction-out-of-range": (None, ["pre_prune.topk=1.5"], "a fraction must be in (0, 1]"),
+    "ratios-not-one": (None, ["data.train_ratio=0.95"], "sum to"),
+    "micro-batch-too-big": (None, ["extract.micro_batch_size=16"], "micro_batch_size must be <="),
+    "empty-grid": (None, ["decoder_grid.learning_rates=[]"], "learning_rates is empty"),
+    "set-without-value": (None, ["train.max_steps"], "expected section.key=value"),
+    "unknown-target-class": (None, ["rewrite.target_class=3SGG"], "did you mean '3SG'"),
+    "config-file-missing": (lambda e: str(e / "nope.yaml"), [], "not found"),
+    "invalid-yaml": (lambda e: yaml_file(e, "bad.yaml", "train: [1, 2\n"), [], "not valid YAML"),
+    "yaml-not-a-mapping": (lambda e: yaml_file(e, "list.yaml", "- train\n- data\n"), [], "must hold a mapping"),
+    "config-not-utf8": (lambda e: yaml_file(e, "l1.yaml", "name: caf\xe9\n".encode("latin-1")), [], "not UTF-8"),
+    "duplicate-class-names": (lambda e: yaml_file(e, "dup.yaml", DUP_CLASSES), [], "key '3SG' is given twice"),
+    "duplicate-class-names-in-set": (None, ["data.classes={a: [he], a: [they]}"], "key 'a' is given twice"),
+    # model
+    "model-missing": (None, ["model.name_or_path=/nonexistent/model"], "not found"),
+    "model-dir-without-config": (None, ["model.name_or_path={env}/empty-dir"], "has no config.json"),
+    "no-head-fitting-disabled": (None, ["model.name_or_path={env}/no-head"], "has no masked-LM head; enable"),
+    "tokenizer-missing": (None, ["model.name_or_path={env}/no-tokenizer"], "no tokenizer files"),
+    "target-not-encodable": (None, ["data.classes={a: [he], b: [\u2603]}"], "cannot be encoded"),
+    # data
+    "corpus-missing": (None, ["data.builtin=null", "data.corpus={env}/missing.txt",
+                              "data.classes={3SG: [he], 3PL: [they]}"], "not found"),
+    "corpus-empty": (None, "empty.txt", "no non-empty text"),
+    "corpus-not-utf8": (None, "latin1.txt", "not valid UTF-8"),
+    "class-without-match": (None, "only-he.txt", "class '3PL' matched no sentence"),
+    "too-few-rows-for-splits": (None, "few.txt", "too few for train/validation/test"),
+    "corpus-without-classes": (None, ["data.builtin=null", "data.corpus={env}/few.txt"], "data.classes is required"),
+    "unknown-builtin": (None, ["data.builtin=pronoun_numbr"], "did you mean 'pronoun_number'"),
+    "word-in-two-classes": (None, ["data.classes={a: [he, they], b: [they]}"], "is in classes 'a' and 'b'"),
+    "single-class": (None, ["data.classes={a: [he]}"], "need at least 2 classes"),
+    # store
+    "store-not-creatable": ("store:{env}/file-not-dir/store", [], "is not writable"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input(case, env, tmp_path, capsys):
+    config, sets, needle = CASES[case]
+    if isinstance(sets, str):  # a custom corpus file
+        sets = corpus(env, sets)
+    store = tmp_path / "store"
+    if isinstance(config, str) and config.startswith("store:"):
+        store, config = Path(config[len("store:"):].replace("{env}", str(env))), None
+    config = config(env) if callable(config) else str(env / "config.yaml")
+    argv = ["run", config, "--store", str(store)]
+    for s in sets:
+        argv += ["--set", s.replace("{env}", str(env))]
+    assert_fails_cleanly(argv, store, needle, capsys)
+
+
+def assert_fails_cleanly(argv, store: Path, needle: str, capsys) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and needle in err[0], err
+    assert not store.exists() or not [p for p in store.iterdir() if p.name != ".locks"], list(store.iterdir())
+
+
+def test_not_enough_disk_for_extraction(env, tmp_path, capsys, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**6, 10**6 - 1000, 1000))  # 1 kB free
+    store = tmp_path / "store"
+    assert_fails_cleanly(["run", str(env / "config.yaml"), "--store", str(store)], store,
+                         "extraction needs up to", capsys)
+
+
+def test_diverging_training_stops_without_a_checkpoint(env, tmp_path):
+    """Runtime, not input: found only by training. It stops with the fix and publishes nothing."""
+    from gradiend_core.cas import ArtifactStore
+    from gradiend_core.errors import GradiendError
+    from gradiend_core.experiment import load_experiment
+    from gradiend_core.stages.plan import plan
+    from gradiend_core.stages.runner import run_stage
+
+    s, done = ArtifactStore(tmp_path / "store"), {}
+    steps = plan(load_experiment(env / "config.yaml", ["train.learning_rate=1e30", "train.max_seeds=1"]))
+    with pytest.raises(GradiendError, match="lower the learning rate") as e:
+        for sid, p in steps.items():
+            inputs = {n: done[i] for n, i in p.inputs.items()}
+            done[sid] = run_stage(s, p.stage, p.module.VERSION, p.conf, inputs, p.module.build, paths=p.paths)
+    assert "\n" not in str(e.value) and set(done) == {"prepare-model", "create-data", "extract-gradients",
+                                                      "pre-prune"}
+    assert not [k for st, k in s.outputs() if st == "train-seed"] and s.leftovers() == []
