@@ -50,6 +50,24 @@ def test_cold_warm_and_partial_reruns(capsys, prefect_home, tiny_config, tmp_pat
     fill = pipeline("fill-mask", model=cold["rewritten_model"])
     assert len(fill("the doctor said [MASK] was late .")) > 0
 
+    # show: one output's manifest by key prefix
+    key = cold["stages"]["decoder-grid"]["key"]
+    assert main(["show", key[:8], "--store", str(store)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["stage"], shown["key"]) == ("decoder-grid", key) and "grid.parquet" in shown["files"]
+    # gc: drop the variants' outputs, keep everything the base experiment uses
+    variant = store / "train-seed" / lr["stages"]["train-seed-0"]["key"]
+    assert variant.exists()
+    assert main(["gc", str(tiny_config), "--store", str(store), "--dry-run"]) == 0
+    assert "would remove" in capsys.readouterr().out and variant.exists()
+    assert main(["gc", str(tiny_config), "--store", str(store)]) == 0
+    capsys.readouterr()
+    assert not variant.exists()
+    assert main(["status", str(tiny_config), "--store", str(store)]) == 0
+    status = capsys.readouterr().out.strip().splitlines()
+    assert len(status) == len(cold["stages"]) and all(line.split()[-1] == "cached" for line in status)
+    assert ran(run(capsys, tiny_config, store)) == set()
+
 
 def test_corrupted_output_is_recomputed(capsys, prefect_home, tiny_config, tmp_path):
     store = tmp_path / "store"
