@@ -1,3 +1,4 @@
+import json
 import os
 from pathlib import Path
 
@@ -30,3 +31,19 @@ def tiny_config(tmp_path, tiny_model_dir) -> Path:
     p = tmp_path / "tiny.yaml"
     p.write_text(yaml.safe_dump(tiny_experiment(tiny_model_dir)))
     return p
+
+
+@pytest.fixture
+def run_json(capsys):
+    """Run `gradiend-flow run CONFIG --store STORE --json [--set ...]` in-process; return the JSON summary."""
+    from flows.cli import main
+
+    def run(config, store, *sets) -> dict:
+        argv = ["run", str(config), "--store", str(store), "--json"]
+        for s in sets:
+            argv += ["--set", s]
+        code = main(argv)
+        out = capsys.readouterr().out.strip().splitlines()
+        assert code == 0, out
+        return json.loads(out[-1])
+    return run

@@ -9,38 +9,29 @@ from flows.cli import main
 UPSTREAM = ["prepare-model", "create-data", "extract-gradients"]
 
 
-def run(capsys, config, store, *sets):
-    argv = ["run", str(config), "--store", str(store), "--json"]
-    for s in sets:
-        argv += ["--set", s]
-    code = main(argv)
-    out = capsys.readouterr().out.strip().splitlines()
-    assert code == 0, out
-    return json.loads(out[-1])
-
 
 def ran(summary) -> set[str]:
     return {sid for sid, st in summary["stages"].items() if not st["cached"]}
 
 
-def test_cold_warm_and_partial_reruns(capsys, prefect_home, tiny_config, tmp_path):
+def test_cold_warm_and_partial_reruns(capsys, run_json, prefect_home, tiny_config, tmp_path):
     store = tmp_path / "store"
-    cold = run(capsys, tiny_config, store)
+    cold = run_json(tiny_config, store)
     assert ran(cold) == set(cold["stages"])  # everything computed
     assert {"train-seed-0", "train-seed-1", "select-seed", "rewrite"} <= set(cold["stages"])
     assert -1.0 <= cold["metrics"]["encoder_correlation"] <= 1.0
 
-    warm = run(capsys, tiny_config, store)
+    warm = run_json(tiny_config, store)
     assert ran(warm) == set()
     assert {k: v["key"] for k, v in warm["stages"].items()} == {k: v["key"] for k, v in cold["stages"].items()}
 
-    lr = run(capsys, tiny_config, store, "train.learning_rate=5e-4")
+    lr = run_json(tiny_config, store, "train.learning_rate=5e-4")
     assert ran(lr) == {"train-seed-0", "train-seed-1", "select-seed", "evaluate-encoder", "decoder-grid", "rewrite"}
 
-    grid = run(capsys, tiny_config, store, "decoder_grid.learning_rates=[2.0, 0.5]")
+    grid = run_json(tiny_config, store, "decoder_grid.learning_rates=[2.0, 0.5]")
     assert ran(grid) == {"decoder-grid", "rewrite"}
 
-    src = run(capsys, tiny_config, store, "train.source=factual")
+    src = run_json(tiny_config, store, "train.source=factual")
     assert not (ran(src) & set(UPSTREAM))
     assert "train-seed-0" in ran(src)
 
@@ -66,21 +57,21 @@ def test_cold_warm_and_partial_reruns(capsys, prefect_home, tiny_config, tmp_pat
     assert main(["status", str(tiny_config), "--store", str(store)]) == 0
     status = capsys.readouterr().out.strip().splitlines()
     assert len(status) == len(cold["stages"]) and all(line.split()[-1] == "cached" for line in status)
-    assert ran(run(capsys, tiny_config, store)) == set()
+    assert ran(run_json(tiny_config, store)) == set()
 
 
-def test_corrupted_output_is_recomputed(capsys, prefect_home, tiny_config, tmp_path):
+def test_corrupted_output_is_recomputed(run_json, prefect_home, tiny_config, tmp_path):
     store = tmp_path / "store"
-    cold = run(capsys, tiny_config, store)
+    cold = run_json(tiny_config, store)
     key = cold["stages"]["create-data"]["key"]
     target = store / "create-data" / key / "training.parquet"
     data = bytearray(target.read_bytes())
     data[len(data) // 2] ^= 0xFF  # same size, different content
     target.write_bytes(bytes(data))
-    again = run(capsys, tiny_config, store)
+    again = run_json(tiny_config, store)
     assert ran(again) == {"create-data"}  # downstream keys are recipe hashes: still valid
     (store / "pre-prune" / cold["stages"]["pre-prune"]["key"] / "keep.safetensors").unlink()
-    assert ran(run(capsys, tiny_config, store)) == {"pre-prune"}
+    assert ran(run_json(tiny_config, store)) == {"pre-prune"}
 
 
 @pytest.mark.parametrize("sets, needle", [

@@ -1,6 +1,5 @@
 """Task runners: the tiny experiment on a 2-worker Dask cluster and on threads computes the same stages
 (same content keys) and the same metrics. Separate stores, so both runs really compute everything."""
-import json
 import logging
 import math
 
@@ -11,15 +10,6 @@ from flows.cli import main
 pytest.importorskip("prefect_dask", reason="Dask runner not installed: pip install 'prefect-dask==0.3.7'")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-
-def run(capsys, config, store, *sets) -> dict:
-    argv = ["run", str(config), "--store", str(store), "--json"]
-    for s in sets:
-        argv += ["--set", s]
-    code = main(argv)
-    out = capsys.readouterr().out.strip().splitlines()
-    assert code == 0, out
-    return json.loads(out[-1])
 
 
 def same_metrics(a, b, rel=1e-5) -> bool:
@@ -32,19 +22,19 @@ def same_metrics(a, b, rel=1e-5) -> bool:
     return a == b
 
 
-def test_dask_and_threads_agree(capsys, prefect_home, tiny_config, tmp_path):
+def test_dask_and_threads_agree(run_json, prefect_home, tiny_config, tmp_path):
     from distributed import Client, LocalCluster, get_task_stream
 
     logging.getLogger("distributed").setLevel(logging.WARNING)  # very chatty at INFO
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client, get_task_stream(client) as stream:
-        dask = run(capsys, tiny_config, tmp_path / "dask", "runner.kind=dask",
+        dask = run_json(tiny_config, tmp_path / "dask", "runner.kind=dask",
                    f"runner.address={cluster.scheduler_address}")
     # every stage ran as a Dask task, spread over both worker processes (the seeds run side by side)
     assert len(stream.data) >= len(dask["stages"])
     assert len({t["worker"] for t in stream.data}) == 2
 
-    threads = run(capsys, tiny_config, tmp_path / "threads", "runner.kind=threads", "runner.max_workers=2")
+    threads = run_json(tiny_config, tmp_path / "threads", "runner.kind=threads", "runner.max_workers=2")
     for s in (dask, threads):
         assert not any(st["cached"] for st in s["stages"].values())  # both computed from scratch
     assert {k: v["key"] for k, v in dask["stages"].items()} == {k: v["key"] for k, v in threads["stages"].items()}

@@ -16,13 +16,6 @@ MASKED = [
 TARGETS = ["he", "she", "they"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _base(kind: str, double: bool = False) -> BaseLM:
     model, tok = tiny_mlm() if kind == "mlm" else tiny_clm()

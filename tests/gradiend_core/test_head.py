@@ -16,13 +16,6 @@ TEXTS = [" ".join(p) for p in itertools.product(SUBJECTS, VERBS, PRONOUNS, ENDIN
 CFG = HeadFitConfig(steps=150, lr=1e-2, progress=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _headless_base(seed: int = 0) -> BaseLM:
     model, tok = tiny_mlm(seed=seed)

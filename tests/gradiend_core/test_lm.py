@@ -14,14 +14,6 @@ from gradiend_core.lm import (
 from gradiend_core.testing import save_tiny, tiny_clm, tiny_mlm
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny models gain nothing from threads, and a busy 2-core machine makes them much slower
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def mlm():
