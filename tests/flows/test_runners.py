@@ -5,7 +5,6 @@ import math
 
 import pytest
 
-from flows.cli import main
 
 pytest.importorskip("prefect_dask", reason="Dask runner not installed: pip install 'prefect-dask==0.3.7'")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
