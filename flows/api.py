@@ -6,12 +6,14 @@
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gradiend_core.cas import ArtifactStore
+from gradiend_core.cas import ArtifactStore, open_store
 from gradiend_core.config_loader import to_dict
 from gradiend_core.experiment import ExperimentConfig, load_experiment
 
@@ -39,11 +41,11 @@ def preflight(cfg: ExperimentConfig, store: str | Path):
     and, unless extraction is already cached, the model, the data and the disk space extraction needs."""
     from gradiend_core.stages.plan import plan
 
-    s = ArtifactStore(Path(store))
+    s = open_store(store)
     s.check_writable()
     steps = plan(cfg)
     _check_target_class(cfg)
-    if not s.is_valid("extract-gradients", steps["extract-gradients"].key):
+    if s.status("extract-gradients", steps["extract-gradients"].key) != "cached":
         _check_inputs(cfg, s, steps)
     return steps
 
@@ -73,7 +75,7 @@ def _check_inputs(cfg: ExperimentConfig, store: ArtifactStore, steps) -> None:
     for word in sorted({w for ws in classes.values() for w in ws}):
         target_token_ids(base.tokenizer, word, base.objective)
     data = steps["create-data"]
-    m = store.manifest(data.stage, data.key) if store.is_valid(data.stage, data.key) else None
+    m = store.manifest(data.stage, data.key) if store.status(data.stage, data.key) == "cached" else None
     if m is not None:
         n_rows = int(m["info"]["summary"]["n_rows"])
     else:
@@ -84,23 +86,29 @@ def _check_inputs(cfg: ExperimentConfig, store: ArtifactStore, steps) -> None:
     x = cfg.extract
     n_rows += x.max_neutral_rows or cfg.data.neutral_max or 0
     dim = select_parameters(base.model, x.include, x.exclude).input_dim
+    if cfg.pre_prune.enabled:  # only the kept dims are stored
+        from gradiend_core.stages.pre_prune import resolve_k
+
+        dim = resolve_k(cfg.pre_prune.topk, dim)
     extract_gradients.check_disk(store.root, n_rows, dim, x.dtype)
 
 
 @dataclass
 class RunResult:
     summary: dict
-    store: Path
+    store: str  # the directory, or the URL of a shared store
 
     @property
     def metrics(self) -> dict:
         return self.summary["metrics"]
 
     def output(self, stage_id: str) -> Path:
-        """Directory of a stage's output (e.g. 'decoder-grid', 'train-seed-0')."""
+        """Local directory of a stage's output (e.g. 'decoder-grid', 'train-seed-0'); an output of a URL
+        store is downloaded to this host's cache first."""
         st = self.summary["stages"][stage_id]
-        return ArtifactStore(self.store).path(stage_id.rsplit("-", 1)[0] if stage_id.startswith("train-seed-")
-                                              else stage_id, st["key"])
+        stage = stage_id.rsplit("-", 1)[0] if stage_id.startswith("train-seed-") else stage_id
+        s = open_store(self.store)
+        return s.fetch(stage, st["key"]) if s.remote else s.path(stage, st["key"])
 
     def load_model(self):
         """The rewritten transformers model and its tokenizer."""
@@ -108,17 +116,44 @@ class RunResult:
 
         from gradiend_core.lm import load_base_model
 
-        base = load_base_model(self.summary["rewritten_model"])
-        return base.model, AutoTokenizer.from_pretrained(self.summary["rewritten_model"])
+        model_dir = self.output("rewrite") / "model"
+        return load_base_model(model_dir).model, AutoTokenizer.from_pretrained(model_dir)
 
 
-def run_experiment(config: Any = None, store: str | Path = "store", overrides: list[str] | None = None) -> RunResult:
-    """Run the flow (locally, no server needed) and return its summary."""
+def run_experiment(config: Any = None, store: str | Path = "store", overrides: list[str] | None = None,
+                   cache: str | Path | None = None) -> RunResult:
+    """Run the flow (locally, no server needed) and return its summary.
+
+    `store`: a directory, or an fsspec URL (file:///shared/store, s3://bucket/prefix, memory://name)
+    that several hosts share. `cache`: where this host keeps its copies of a URL store's outputs
+    (default $GRADIEND_FLOW_CACHE, else ~/.cache/gradiend-flow); it is passed on to the workers this
+    run starts (local Dask or Ray), while remote workers use their own host's setting.
+    """
     env.apply()
     cfg = resolve_config(config, overrides)
-    preflight(cfg, store)
-    from .pipeline import gradiend_flow, task_runner
+    with _cache_env(cache):
+        location = open_store(store).location  # an unknown URL protocol fails here, before any stage
+        preflight(cfg, location)
+        from .pipeline import gradiend_flow, task_runner
 
-    f = gradiend_flow.with_options(task_runner=task_runner(cfg))
-    summary = f(experiment=to_dict(cfg), store=str(Path(store).resolve()))
-    return RunResult(summary, Path(store).resolve())
+        f = gradiend_flow.with_options(task_runner=task_runner(cfg))
+        summary = f(experiment=to_dict(cfg), store=location)
+    return RunResult(summary, location)
+
+
+@contextlib.contextmanager
+def _cache_env(cache: str | Path | None):
+    """Set GRADIEND_FLOW_CACHE for one run: tasks on threads read it, and workers started during the
+    run inherit it. Restored afterwards, so a notebook's later runs are unaffected."""
+    from gradiend_core.remote_store import ENV_CACHE
+
+    old = os.environ.get(ENV_CACHE)
+    if cache is not None:
+        os.environ[ENV_CACHE] = str(Path(cache).expanduser().resolve())
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(ENV_CACHE, None)
+        else:
+            os.environ[ENV_CACHE] = old

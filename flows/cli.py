@@ -1,15 +1,19 @@
 """`gradiend-flow`: run the pipeline, see what is cached, inspect outputs, verify and clean the store.
 
-  gradiend-flow run [CONFIG] [--store DIR] [--set section.key=value ...] [--json]
-  gradiend-flow status [CONFIG] [--store DIR] [--set ...]
-  gradiend-flow show KEY [--store DIR]
-  gradiend-flow verify [--store DIR]
-  gradiend-flow gc [CONFIG ...] [--store DIR] [--dry-run]
+  gradiend-flow run [CONFIG] [--store DIR|URL] [--set section.key=value ...] [--json]
+  gradiend-flow status [CONFIG] [--store DIR|URL] [--set ...]
+  gradiend-flow show KEY [--store DIR|URL]
+  gradiend-flow verify [--store DIR|URL]
+  gradiend-flow gc [CONFIG ...] [--store DIR|URL] [--dry-run]
+
+--store takes a directory or an fsspec URL (file:///shared/store, s3://bucket/prefix, ...); with a URL,
+this host keeps local copies under --cache (default $GRADIEND_FLOW_CACHE, else ~/.cache/gradiend-flow).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -27,7 +31,12 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("config", nargs="?", help="experiment YAML (default: the embedded default)")
             sp.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                             help="override one setting (repeatable)")
-        sp.add_argument("--store", default=DEFAULT_STORE, help=f"artifact store directory (default: ./{DEFAULT_STORE})")
+        sp.add_argument("--store", default=DEFAULT_STORE,
+                        help=f"artifact store: a directory or an fsspec URL such as s3://bucket/prefix "
+                             f"(default: ./{DEFAULT_STORE})")
+        sp.add_argument("--cache", default=None, metavar="DIR",
+                        help="this host's copies of a URL store's outputs (default: $GRADIEND_FLOW_CACHE, "
+                             "else ~/.cache/gradiend-flow)")
 
     r = sub.add_parser("run", help="run (or reuse) every stage")
     common(r)
@@ -48,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     env.apply()
     args = _parser().parse_args(argv)
     from gradiend_core.errors import GradiendError
+
+    if args.cache:  # for this process and the local workers it starts
+        from gradiend_core.remote_store import ENV_CACHE
+
+        os.environ[ENV_CACHE] = str(Path(args.cache).expanduser().resolve())
 
     try:
         return {"run": cmd_run, "status": cmd_status, "show": cmd_show, "verify": cmd_verify,
@@ -76,6 +90,8 @@ def render_summary(s: dict) -> str:
     lines = [f"{'stage':<22} {'key':<22} {'status':<9} seconds"]
     for sid, st in s["stages"].items():
         lines.append(f"{sid:<22} {st['key']:<22} {'cached' if st['cached'] else 'ran':<9} {st['seconds']:.1f}")
+        for sh in st.get("shards", []):  # extract-gradients split into row shards (runner.extract_shards)
+            lines.append(f"  shard {sh['shard']:<14} {str(sh['rows']) + ' rows':<22} {'ran':<9} {sh['seconds']:.1f}")
     m = s["metrics"]
     sel = m["selected"]
     lines += [
@@ -92,33 +108,38 @@ def render_summary(s: dict) -> str:
 
 
 def cmd_status(args) -> int:
-    from gradiend_core.cas import ArtifactStore
-
-    from .api import resolve_config
+    from gradiend_core.cas import open_store
     from gradiend_core.stages.plan import plan
 
+    from .api import resolve_config
+
     cfg = resolve_config(args.config, args.set)
-    store = ArtifactStore(Path(args.store))
+    store = open_store(args.store)  # a URL store: its manifests and listing only, nothing is downloaded
     for sid, p in plan(cfg).items():
-        problems = store.problems(p.stage, p.key)
-        state = "cached" if not problems else ("missing" if store.manifest(p.stage, p.key) is None else "broken")
-        print(f"{sid:<22} {p.key:<22} {state}")
+        print(f"{sid:<22} {p.key:<22} {store.status(p.stage, p.key)}")
     return 0
 
 
 def cmd_show(args) -> int:
-    from gradiend_core.cas import ArtifactStore
+    from gradiend_core.cas import open_store
 
-    store = ArtifactStore(Path(args.store))
+    store = open_store(args.store)
     stage, key = store.find(args.key)
-    print(json.dumps(store.load(stage, key), indent=2, sort_keys=True))
+    m = store.manifest(stage, key)
+    if m is None:
+        from gradiend_core.errors import StoreError
+
+        raise StoreError(f"{stage}/{key} in {store.location} has no manifest (a killed or broken build); "
+                         f"re-run the flow, or `gradiend-flow gc` to drop it")
+    print(json.dumps({**m, "path": store.where(stage, key)}, indent=2, sort_keys=True))
     return 0
 
 
 def cmd_verify(args) -> int:
-    from gradiend_core.cas import ArtifactStore
+    """Re-hash every file (a URL store: download every file again into this host's cache)."""
+    from gradiend_core.cas import open_store
 
-    store = ArtifactStore(Path(args.store))
+    store = open_store(args.store)
     bad = 0
     n = 0
     for stage, key in store.outputs():
@@ -133,22 +154,25 @@ def cmd_verify(args) -> int:
 
 
 def cmd_gc(args) -> int:
-    import shutil
-
-    from gradiend_core.cas import ArtifactStore
+    from gradiend_core.cas import open_store
     from gradiend_core.stages.plan import plan
 
     from .api import resolve_config
 
-    store = ArtifactStore(Path(args.store))
+    store = open_store(args.store)
     keep = set()
     for c in (args.configs or [None]):
         keep |= {(p.stage, p.key) for p in plan(resolve_config(c)).values()}
-    doomed = [store.path(s, k) for s, k in store.outputs() if (s, k) not in keep] + store.leftovers()
+    outputs = [(s, k) for s, k in store.outputs() if (s, k) not in keep]
+    leftovers = store.leftovers()
+    doomed = [store.where(s, k) for s, k in outputs] + [str(p) for p in leftovers]
     for d in doomed:
-        print(("would remove " if args.dry_run else "removed ") + str(d))
-        if not args.dry_run:
-            shutil.rmtree(d, ignore_errors=True)
+        print(("would remove " if args.dry_run else "removed ") + d)
+    if not args.dry_run:
+        for s, k in outputs:
+            store.remove(s, k)
+        for p in leftovers:
+            store.remove_leftover(p)
     print(f"{len(doomed)} director{'y' if len(doomed) == 1 else 'ies'} {'to remove' if args.dry_run else 'removed'}")
     return 0
 

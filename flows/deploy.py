@@ -26,7 +26,8 @@ DEFAULT_EXPERIMENT = "examples/pronoun_number.yaml"
 @flow(name="gradiend-flow-from-file", log_prints=True, persist_result=True)
 def gradiend_flow_from_file(experiment_file: str = DEFAULT_EXPERIMENT, store: str = "store",
                             overrides: list[str] | None = None) -> dict:
-    """Load `experiment_file` (+ `overrides`, e.g. ["train.max_steps=50"]) and run the pipeline into `store`.
+    """Load `experiment_file` (+ `overrides`, e.g. ["train.max_steps=50"]) and run the pipeline into `store`
+    (a directory, or an fsspec URL such as s3://bucket/prefix).
 
     The returned summary is persisted (under the worker's $PREFECT_HOME/storage) so API clients can read it
     from the flow run's state; the stage outputs themselves live in `store`.
@@ -34,9 +35,11 @@ def gradiend_flow_from_file(experiment_file: str = DEFAULT_EXPERIMENT, store: st
     env.apply()  # before the pipeline's imports pull in transformers
     from .pipeline import gradiend_flow, task_runner
 
+    from gradiend_core.cas import open_store
+
     cfg = resolve_config(experiment_file, list(overrides or []))
-    preflight(cfg, store)  # config + store problems fail the run before any stage starts
-    store_dir = str(Path(store).resolve())
+    store_dir = open_store(store).location  # a directory (made absolute) or a URL, as given
+    preflight(cfg, store_dir)  # config + store problems fail the run before any stage starts
     print(f"experiment {cfg.name!r} from {Path(experiment_file).resolve()} -> store {store_dir} "
           f"({cfg.runner.kind} runner)")
     run = gradiend_flow.with_options(task_runner=task_runner(cfg))

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from prefect import flow, unmapped
 from prefect.futures import PrefectFuture
 
+from gradiend_core.cas import open_store
 from gradiend_core.config_loader import from_dict
 from gradiend_core.experiment import ExperimentConfig
 from gradiend_core.stages.plan import plan
 from tasks.cache import results_dir
 from tasks import (create_data, decoder_grid, evaluate_encoder, extract_gradients, post_prune, pre_prune,
                    prepare_model, rewrite, select_seed, train_seed)
+
+# tasks pass manifests (small dicts), never arrays: Ray's minimum object store is plenty, and the
+# default (30% of RAM in /dev/shm) would be reserved for nothing
+RAY_OBJECT_STORE_BYTES = 100 * 2**20
 
 TASKS = {t.name: t for t in (prepare_model.prepare_model, create_data.create_data,
                              extract_gradients.extract_gradients, pre_prune.pre_prune, train_seed.train_seed,
@@ -36,7 +40,10 @@ def task_runner(cfg: ExperimentConfig):
                                               "processes": True, "dashboard_address": None})
     from prefect_ray import RayTaskRunner
 
-    return RayTaskRunner(address=r.address, init_kwargs={"num_cpus": r.max_workers, "include_dashboard": False})
+    if r.address:  # an existing cluster brings its own resources (ray.init refuses num_cpus then)
+        return RayTaskRunner(address=r.address)
+    return RayTaskRunner(init_kwargs={"num_cpus": r.max_workers, "include_dashboard": False,
+                                      "object_store_memory": RAY_OBJECT_STORE_BYTES})
 
 
 @flow(name="gradiend-flow", log_prints=True)
@@ -58,6 +65,9 @@ def gradiend_flow(experiment: dict, store: str) -> dict:
                              experiment=unmapped(cfg.name))
                 futures.update({p.id: f for p, f in zip(seeds, maps)})
             continue
+        if s.stage == "extract-gradients" and cfg.runner.extract_shards > 1:
+            futures[s.id] = extract_in_shards(s, cfg, store, {n: futures[i] for n, i in s.inputs.items()})
+            continue
         t = TASKS[s.stage].with_options(result_storage=storage)
         futures[s.id] = t.submit(store=store, conf=s.conf, paths=s.paths,
                                  inputs={n: futures[i] for n, i in s.inputs.items()}, experiment=cfg.name)
@@ -70,16 +80,41 @@ def gradiend_flow(experiment: dict, store: str) -> dict:
     return summary
 
 
+def extract_in_shards(s, cfg: ExperimentConfig, store: str, inputs: dict) -> PrefectFuture:
+    """extract-gradients as prepare -> one task per row shard (fanned out by the task runner) -> finalize.
+
+    The output's lock is held here, in the flow process, from prepare to finalize: the staging dir
+    outlives each task (gradiend_core.stages.extract_shards). Everything downstream needs this
+    output, so waiting for it here costs no parallelism.
+    """
+    from tasks.extract_gradients import extract_finalize, extract_prepare, extract_shard
+
+    with open_store(store).lock(s.stage, s.key):
+        plan = extract_prepare.submit(store=store, conf=s.conf, inputs=inputs,
+                                      shard_count=cfg.runner.extract_shards).result()
+        parts = [] if "cached" in plan else extract_shard.map(
+            store=unmapped(store), conf=unmapped(s.conf), inputs=unmapped(inputs), plan=unmapped(plan),
+            index=list(range(len(plan["blocks"]))))
+        results = [p.result() for p in parts]  # a failed shard raises its own error here
+        done = extract_finalize.submit(store=store, conf=s.conf, inputs=inputs, plan=plan, parts=results,
+                                       experiment=cfg.name, wait_for=parts)
+        done.wait()
+    return done
+
+
 def summarize(steps, manifests: dict, states: dict, seconds: float, store: str) -> dict:
     stages = {}
     for sid, m in manifests.items():
         cached = bool(m.get("cached")) or states[sid].name == "Cached"
         stages[sid] = {"key": m["key"], "cached": cached, "seconds": 0.0 if cached else m.get("seconds", 0.0)}
+        if not cached and m.get("shards"):
+            stages[sid]["shards"] = m["shards"]
     ev = manifests["evaluate-encoder"]["info"]
     rw = manifests["rewrite"]["info"]
     sel = rw["selected"]
+    where = open_store(store)
     return {
-        "store": str(Path(store).resolve()),
+        "store": where.location,
         "stages": stages,
         "seconds": round(seconds, 2),
         "metrics": {
@@ -90,5 +125,5 @@ def summarize(steps, manifests: dict, states: dict, seconds: float, store: str) 
             "selected": {k: sel[k] for k in ("feature_factor", "learning_rate", "value", "base_value", "lms",
                                              "base_lms")},
         },
-        "rewritten_model": str(Path(manifests["rewrite"]["path"]) / "model"),
+        "rewritten_model": f"{where.where('rewrite', manifests['rewrite']['key'])}/model",
     }

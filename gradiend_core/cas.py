@@ -5,6 +5,9 @@ the canonical config slice it reads, and the keys of its upstream outputs. An ou
 hidden staging directory and published by one atomic rename, so a reader never sees half an output;
 its manifest lists every file with size and sha256 so corruption or deletion is detected and the
 stage recomputed instead of silently reused.
+
+`open_store` opens a local directory (ArtifactStore) or a store at an fsspec URL shared by several
+hosts (remote_store.RemoteStore, with a local cache per host); both have the same interface.
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ def stage_key(stage: str, version: str, config: Any, upstream: dict[str, str]) -
     return sha256_bytes(canonical_json(recipe).encode())[:KEY_LEN]
 
 
-def _file_entries(root: Path) -> dict[str, dict]:
+def file_entries(root: Path) -> dict[str, dict]:
     """relative path -> {size, sha256, mtime_ns} for every regular file below root."""
     out = {}
     for p in sorted(root.rglob("*")):
@@ -44,18 +47,37 @@ def _file_entries(root: Path) -> dict[str, dict]:
     return out
 
 
+def open_store(location: str | os.PathLike, cache: str | os.PathLike | None = None) -> "ArtifactStore":
+    """The store at a local directory, or at an fsspec URL (`file://`, `s3://`, `memory://`...) with a
+    local cache on this host (`cache`, else $GRADIEND_FLOW_CACHE, else ~/.cache/gradiend-flow)."""
+    from .remote_store import RemoteStore, is_url
+
+    return RemoteStore(str(location), cache) if is_url(str(location)) else ArtifactStore(Path(location))
+
+
 @dataclass
 class ArtifactStore:
     """A directory of content-addressed stage outputs (local path)."""
 
     root: Path
+    remote = False  # outputs live at `root` itself (RemoteStore: at a URL, `root` is the local cache)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).expanduser().resolve()
 
     # ---- layout -------------------------------------------------------------------------------
+    @property
+    def location(self) -> str:
+        """What the user named: the directory (a URL for a RemoteStore)."""
+        return str(self.root)
+
     def path(self, stage: str, key: str) -> Path:
+        """Where an output is (or will be) on this host."""
         return self.root / stage / key
+
+    def where(self, stage: str, key: str) -> str:
+        """Where an output lives in the store (a URL for a RemoteStore)."""
+        return str(self.path(stage, key))
 
     def manifest(self, stage: str, key: str) -> dict | None:
         p = self.path(stage, key) / MANIFEST
@@ -99,18 +121,16 @@ class ArtifactStore:
     def is_valid(self, stage: str, key: str) -> bool:
         return not self.problems(stage, key)
 
+    def status(self, stage: str, key: str) -> str:
+        """cached | missing | broken (for `gradiend-flow status`)."""
+        if not self.problems(stage, key):
+            return "cached"
+        return "missing" if self.manifest(stage, key) is None else "broken"
+
     # ---- building and publishing -------------------------------------------------------------
-    @contextlib.contextmanager
-    def lock(self, stage: str, key: str) -> Iterator[None]:
+    def lock(self, stage: str, key: str):
         """Exclusive inter-process lock for one output, so concurrent runs compute it once."""
-        lock_dir = self.root / ".locks"
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        with open(lock_dir / f"{stage}-{key}.lock", "a+") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        return file_lock(self.root / ".locks" / f"{stage}-{key}.lock")
 
     def staging_dir(self, stage: str, key: str) -> Path:
         d = self.root / stage / f".staging-{key}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -123,21 +143,19 @@ class ArtifactStore:
         d = self.root / stage
         return sorted(d.glob(f".staging-{key}-*")) if d.is_dir() else []
 
-    def publish(self, stage: str, key: str, staging: Path, record: dict) -> dict:
+    def publish(self, stage: str, key: str, staging: Path, record: dict,
+                remote_files: dict | None = None, remote_staging: str | None = None) -> dict:
         """Write the manifest into `staging` and rename it to the final path (replacing a broken one)."""
-        manifest = {**record, "stage": stage, "key": key, "files": _file_entries(staging),
+        if remote_files:
+            raise StoreError(f"{stage}/{key}: files uploaded to a remote staging prefix cannot be published "
+                             f"into the local store {self.root}; use a URL --store for multi-host shards")
+        manifest = {**record, "stage": stage, "key": key, "files": file_entries(staging),
                     "published_at": time.time()}
         # insertion order is kept (no sort_keys), so a manifest read back from disk equals the one
         # returned here: stages that read an ordered dict from their inputs' info (e.g. the classes,
         # first = label +1) see the same order whether the input was just built or reused
         atomic_write_text(staging / MANIFEST, json.dumps(manifest, indent=2, default=_json_default) + "\n")
-        final = self.path(stage, key)
-        if final.exists():  # a corrupted or partial old output: move aside, then drop
-            trash = final.with_name(f".trash-{key}-{uuid.uuid4().hex[:8]}")
-            os.replace(final, trash)
-            shutil.rmtree(trash, ignore_errors=True)
-        os.replace(staging, final)
-        manifest["path"] = str(final)
+        manifest["path"] = str(replace_dir(staging, self.path(stage, key)))
         return manifest
 
     def load(self, stage: str, key: str) -> dict:
@@ -146,6 +164,14 @@ class ArtifactStore:
             raise StoreError(f"no output {stage}/{key} in {self.root}; run the flow first")
         m["path"] = str(self.path(stage, key))
         return m
+
+    def localize(self, manifest: dict) -> dict:
+        """An input's manifest with `path` on this host (a local store's files are already here)."""
+        return manifest
+
+    def fetch(self, stage: str, key: str) -> Path:
+        """Local directory of a published output (a RemoteStore downloads and verifies it first)."""
+        return Path(self.load(stage, key)["path"])
 
     # ---- listing, cleanup -------------------------------------------------------------------------
     def outputs(self) -> Iterator[tuple[str, str]]:
@@ -159,20 +185,46 @@ class ArtifactStore:
         """(stage, key) for a full key or a unique prefix of one."""
         hits = [(s, k) for s, k in self.outputs() if k.startswith(key)]
         if not hits:
-            raise StoreError(f"no output with key '{key}' in {self.root}; see `gradiend-flow status`")
+            raise StoreError(f"no output with key '{key}' in {self.location}; see `gradiend-flow status`")
         if len(hits) > 1:
             raise StoreError(f"key prefix '{key}' is ambiguous ({len(hits)} outputs); give more characters")
         return hits[0]
 
     def leftovers(self) -> list[Path]:
-        """Staging and trash directories of killed runs."""
+        """Staging, shard scratch and trash directories of killed runs."""
         if not self.root.exists():
             return []
         return sorted(p for sd in self.root.iterdir() if sd.is_dir() and not sd.name.startswith(".")
-                      for p in sd.iterdir() if p.name.startswith((".staging-", ".trash-")))
+                      for p in sd.iterdir() if p.name.startswith((".staging-", ".shard-", ".trash-")))
+
+    def remove_leftover(self, item) -> None:
+        shutil.rmtree(item, ignore_errors=True)
 
     def remove(self, stage: str, key: str) -> None:
         shutil.rmtree(self.path(stage, key), ignore_errors=True)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An fcntl lock: exclusive between processes and between threads (each opens its own descriptor);
+    the kernel drops it when its process dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def replace_dir(staging: Path, final: Path) -> Path:
+    """Rename `staging` to `final`; an existing (corrupted or partial) `final` is moved aside first."""
+    if final.exists():
+        trash = final.with_name(f".trash-{final.name}-{uuid.uuid4().hex[:8]}")
+        os.replace(final, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+    os.replace(staging, final)
+    return final
 
 
 def dir_size(path: Path) -> int:

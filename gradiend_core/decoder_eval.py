@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 
 from gradiend_core.errors import ConfigError, DataError, GradiendError
+from gradiend_core.gradients import logits_at
 from gradiend_core.lm import mask_token_or_error, target_token_ids
 from gradiend_core.lms import PreparedLMS, prepare_lms, score_lms
 from gradiend_core.selection import get_policy
@@ -252,9 +253,11 @@ def score_probabilities(model, prepared: ProbabilityRows) -> torch.Tensor:
         cand_ids, cand_class = g.cand_ids.to(dev), g.cand_class
         k = cand_ids.shape[1]
         for b in g.batches:
-            logits = model(input_ids=b["input_ids"].to(dev), attention_mask=b["attention_mask"].to(dev)).logits
-            B = logits.shape[0]
-            at = logits[torch.arange(B, device=dev)[:, None], b["positions"].to(dev)]  # (B, k, V)
+            pos = b["positions"].to(dev)                                                # (B, k)
+            B = pos.shape[0]
+            rows = torch.arange(B, device=dev).repeat_interleave(k)
+            at = logits_at(model, b["input_ids"].to(dev), b["attention_mask"].to(dev), rows, pos.reshape(-1),
+                           prepared.objective).reshape(B, k, -1)                        # (B, k, V)
             probs = at.float().softmax(-1)
             p = torch.ones((B, cand_ids.shape[0]), device=dev)  # (B, M)
             for j in range(k):

@@ -23,6 +23,7 @@ vmapped backward via autograd's is_grads_batched; faster on tiny models, more me
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Callable, Literal, Sequence
 
@@ -30,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gradiend_core.allocator import reuse_freed_memory
+from gradiend_core.embedding_grad import EmbeddingGrad
 from gradiend_core.errors import ConfigError, DataError, ModelError
 from gradiend_core.lm import BaseLM, mask_token_or_error, target_token_ids
 
@@ -98,6 +101,16 @@ def label_logits(model, enc: Encoded, objective: str, fast: bool = True) -> torc
         return head(hidden[enc.rows, enc.cols])               # (N, H) -> (N, V)
     logits = model(**kwargs).logits                           # (B, T, V)
     return logits[enc.rows, enc.cols]
+
+
+def logits_at(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor,
+              cols: torch.Tensor, objective: str) -> torch.Tensor:
+    """Logits (N, V) at positions (rows[i], cols[i]) of a padded batch (B, T).
+
+    The LM head runs only there: on a MiniLM batch of 32 x 20 tokens with one position of interest
+    per row, the full (B, T, 30522) logits cost as much as the whole transformer."""
+    empty = torch.empty(0, dtype=torch.long, device=input_ids.device)
+    return label_logits(model, Encoded(input_ids, attention_mask, rows, cols, empty), objective)
 
 
 # ----------------------------------------------------------------------------- encoding
@@ -208,6 +221,15 @@ class GradientExtractor:
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         self.pad_id = int(pad) if pad is not None else 0
         self.device = self.params[0].device if self.params else torch.device("cpu")
+        # the word-embedding matrix's gradient is formed at the selected entries only (embedding_grad.py)
+        self._emb, self._emb_pos = None, None
+        for i, (spec, p) in enumerate(zip(param_map.specs, self.params)):
+            eg = EmbeddingGrad.for_model(self.model, p, spec.indices) if per_example == "loop" else None
+            if eg is not None:
+                self._emb, self._emb_pos = eg, i
+        self._autograd_params = [p for i, p in enumerate(self.params) if i != self._emb_pos]
+        self._emb_off = sum(s.n_selected for s in param_map.specs[:self._emb_pos or 0])  # its slice of a row
+        reuse_freed_memory()  # per-row gradients reuse heap blocks instead of page-faulting fresh ones
 
     # -- encoding / loss
     def encode_row(self, masked: str, target: str):
@@ -233,19 +255,46 @@ class GradientExtractor:
         self._write_row(row, grads)
         return row
 
-    def _write_row(self, row: torch.Tensor, grads: Sequence[torch.Tensor]) -> None:
+    def _write_row(self, row: torch.Tensor, grads: Sequence, skip: int | None = None) -> None:
         """Copy the selected entries (map order) straight into `row` (P,): no (P,) temporary, which
-        matters at P ~ 1e7-1e8 where allocating and concatenating costs as much as the backward."""
+        matters at P ~ 1e7-1e8 where allocating and concatenating costs as much as the backward.
+        The spec at index `skip` (if given) is already written."""
         off = 0
-        for spec, g in zip(self.param_map.specs, grads):
-            flat = g.detach().reshape(-1)
+        for i, (spec, g) in enumerate(zip(self.param_map.specs, grads)):
             n = spec.n_selected
-            src = flat if spec.indices is None else flat[spec.indices.to(flat.device)]
-            row[off:off + n].copy_(src)
+            if i != skip:
+                flat = g.detach().reshape(-1)
+                idx = None if spec.indices is None else spec.indices.to(flat.device)
+                if idx is not None and flat.dtype == row.dtype:  # gathers straight into the row: no temporary
+                    torch.index_select(flat, 0, idx, out=row[off:off + n])
+                else:
+                    row[off:off + n].copy_(flat if idx is None else flat[idx])
             off += n
 
     def _grads(self, loss: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return torch.autograd.grad(loss, self.params, allow_unused=True, materialize_grads=True)
+
+    def _forward(self):
+        """Context for a per-example forward: hooks the word embedding when its gradient is formed
+        sparsely (see _row_into)."""
+        return self._emb.hooked() if self._emb is not None else contextlib.nullcontext()
+
+    def _row_into(self, row: torch.Tensor, loss: torch.Tensor, retain: bool = False) -> None:
+        """Gradient of `loss` at the selected entries, written into row (P,). The forward must have
+        run inside _forward()."""
+        if self._emb is None:
+            grads = torch.autograd.grad(loss, self.params, retain_graph=retain, allow_unused=True,
+                                        materialize_grads=True)
+            self._write_row(row, grads)
+            return
+        inputs = self._autograd_params + self._emb.grad_inputs()
+        gs = torch.autograd.grad(loss, inputs, retain_graph=retain, allow_unused=True, materialize_grads=True)
+        n = len(self._autograd_params)
+        width = self.param_map.specs[self._emb_pos].n_selected
+        self._emb.selected(list(gs[n:]), out=row[self._emb_off:self._emb_off + width])
+        grads = list(gs[:n])
+        grads.insert(self._emb_pos, None)
+        self._write_row(row, grads, skip=self._emb_pos)
 
     # -- public API
     def batch_gradient(self, masked: Sequence[str], targets: Sequence[str]) -> torch.Tensor:
@@ -285,15 +334,15 @@ class GradientExtractor:
             for i, (m, f, a) in enumerate(zip(masked, factual, alternative)):
                 ef, ea = self.encode([m], [f]), self.encode([m], [a])
                 if torch.equal(ef.input_ids, ea.input_ids) and torch.equal(ef.cols, ea.cols):
-                    logits = label_logits(self.model, ef, self.objective, self.fast_head).float()  # (n, V)
-                    loss_f = F.cross_entropy(logits, ef.labels)
-                    loss_a = F.cross_entropy(logits, ea.labels)
-                    self._write_row(g_f[i], torch.autograd.grad(loss_f, self.params, retain_graph=True,
-                                                                allow_unused=True, materialize_grads=True))
-                    self._write_row(g_a[i], self._grads(loss_a))
+                    with self._forward():
+                        logits = label_logits(self.model, ef, self.objective, self.fast_head).float()  # (n, V)
+                    self._row_into(g_f[i], F.cross_entropy(logits, ef.labels), retain=True)
+                    self._row_into(g_a[i], F.cross_entropy(logits, ea.labels))
                 else:
-                    self._write_row(g_f[i], self._grads(self.label_losses(ef).mean()))
-                    self._write_row(g_a[i], self._grads(self.label_losses(ea).mean()))
+                    for enc, out in ((ef, g_f[i]), (ea, g_a[i])):
+                        with self._forward():
+                            loss = self.label_losses(enc).mean()
+                        self._row_into(out, loss)
         finally:
             self._clear()
         return g_f, g_a
@@ -303,7 +352,9 @@ class GradientExtractor:
         out = torch.empty((len(masked), self.param_map.input_dim), dtype=torch.float32)
         for i, (m, t) in enumerate(zip(masked, targets)):
             enc = self.encode([m], [t])  # unpadded single row
-            self._write_row(out[i], self._grads(self.label_losses(enc).mean()))
+            with self._forward():
+                loss = self.label_losses(enc).mean()
+            self._row_into(out[i], loss)
         return out
 
     def _batched(self, masked, targets) -> torch.Tensor:

@@ -19,6 +19,7 @@ import hashlib
 import importlib.util
 import json
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -173,6 +174,11 @@ def detect_objective(model) -> Objective:
                      "load_base_model() or pass an *ForMaskedLM / *ForCausalLM model")
 
 
+# transformers' loading is not thread-safe: concurrent from_pretrained calls in one process (row shards
+# or stages on the thread runner) report the head weights as missing, and a first lazy
+# `from transformers import ...` in two threads at once fails. One load at a time per process.
+_LOAD_LOCK = threading.RLock()
+
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model",
                     "sentencepiece.bpe.model")
 
@@ -201,6 +207,11 @@ def _missing_head_keys(model, missing: set[str]) -> list[str]:
 
 def load_base_model(name_or_path: str | Path, allow_missing_head: bool = False) -> BaseLM:
     """Load model + tokenizer offline in float32 eval mode and fingerprint the weights."""
+    with _LOAD_LOCK:
+        return _load_base_model(name_or_path, allow_missing_head)
+
+
+def _load_base_model(name_or_path: str | Path, allow_missing_head: bool) -> BaseLM:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
 
     name = str(name_or_path)

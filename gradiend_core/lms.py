@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 
 from gradiend_core.errors import ConfigError, DataError, ModelError
+from gradiend_core.gradients import logits_at
 
 OBJECTIVES = ("mlm", "clm")
 
@@ -158,9 +159,10 @@ def _device(model) -> torch.device:
 def _score_mlm(model, prepared: PreparedLMS) -> dict:
     dev, correct, total = _device(model), 0, 0
     for b in prepared.batches:
-        logits = model(input_ids=b["input_ids"].to(dev), attention_mask=b["attention_mask"].to(dev)).logits
         sel = b["labels"].to(dev) != -100  # (B, T)
-        pred = logits[sel].argmax(-1)  # (M,) one prediction per masked position
+        rows, cols = sel.nonzero(as_tuple=True)  # row-major, the order of labels[sel]
+        logits = logits_at(model, b["input_ids"].to(dev), b["attention_mask"].to(dev), rows, cols, "mlm")
+        pred = logits.argmax(-1)  # (M,) one prediction per masked position
         correct += int((pred == b["labels"].to(dev)[sel]).sum())
         total += int(sel.sum())
     return {"lms": correct / total, "n": total}

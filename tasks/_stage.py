@@ -7,7 +7,7 @@ import time
 from prefect import get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-from gradiend_core.cas import ArtifactStore
+from gradiend_core.cas import open_store
 from gradiend_core.stages.runner import run_stage
 
 
@@ -50,7 +50,7 @@ class Progress:
 def execute(module, store: str, conf: dict, paths: dict, inputs: dict, experiment: str = "") -> dict:
     progress = Progress(module.NAME)
     try:
-        m = run_stage(ArtifactStore(store), module.NAME, module.VERSION, conf, inputs, module.build,
+        m = run_stage(open_store(store), module.NAME, module.VERSION, conf, inputs, module.build,
                       progress=progress, paths=paths)
     finally:
         progress.close()

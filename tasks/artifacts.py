@@ -302,21 +302,14 @@ def _param_rows(directory: Path) -> list[dict] | None:
 
 
 def pre_prune_table(manifest: dict) -> list[dict]:
-    """Kept input dims per parameter tensor (map order), against the dims before pruning."""
+    """Kept input dims per parameter tensor (map order), against the tensor's size (taken whole)."""
     i = _info(manifest)
     pruned = _param_rows(_out(manifest)) or []
-    upstream = (manifest.get("upstream") or {}).get("extract")
-    before = None
-    if upstream:  # the store layout is <root>/<stage>/<key>: the extraction's map sits next door
-        before = _param_rows(_out(manifest).parent.parent / "extract-gradients" / upstream)
-    sizes = {r["name"]: r["num_selected"] for r in before} if before else {
-        r["name"]: math.prod(r["shape"]) for r in pruned}
     kept = i.get("kept_per_param") or {r["name"]: r["num_selected"] for r in pruned}
-    shapes = {r["name"]: r["shape"] for r in (before or pruned)}
     rows = []
-    for name in (sizes if before else kept):
-        total, k = int(sizes.get(name, 0)), int(kept.get(name, 0))
-        rows.append({"parameter": name, "shape": "x".join(map(str, shapes.get(name, []))), "kept": k,
+    for r in pruned:
+        total, k = math.prod(r["shape"]), int(kept.get(r["name"], 0))
+        rows.append({"parameter": r["name"], "shape": "x".join(map(str, r["shape"])), "kept": k,
                      "before": total, "kept_pct": round(100.0 * k / total, 3) if total else None})
     return rows
 

@@ -13,14 +13,14 @@ from typing import Any, Optional
 
 from prefect.cache_policies import CachePolicy
 
-from gradiend_core.cas import ArtifactStore
+from gradiend_core.cas import open_store
 from gradiend_core.stages.runner import key_for
 
 RESULTS_DIR = ".prefect-results"
 
 
 def results_dir(store: str) -> Path:
-    return ArtifactStore(store).root / RESULTS_DIR
+    return open_store(store).root / RESULTS_DIR  # a URL store: in this host's cache
 
 
 @dataclass
@@ -32,6 +32,6 @@ class StageCachePolicy(CachePolicy):
                     **kwargs: Any) -> Optional[str]:
         key = key_for(self.stage, self.version, inputs["conf"], inputs.get("inputs") or {})
         cache_key = f"{self.stage}-{key}"
-        if not ArtifactStore(inputs["store"]).is_valid(self.stage, key):
+        if not open_store(inputs["store"]).is_valid(self.stage, key):
             (results_dir(inputs["store"]) / cache_key).unlink(missing_ok=True)
         return cache_key

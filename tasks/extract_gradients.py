@@ -1,9 +1,15 @@
-"""Prefect task for the extract-gradients stage (see gradiend_core.stages.extract_gradients)."""
+"""Prefect tasks for the extract-gradients stage (see gradiend_core.stages.extract_gradients): one task,
+or, with `runner.extract_shards` > 1, prepare -> one task per row shard -> finalize
+(gradiend_core.stages.extract_shards). The sharded steps are not cached by Prefect: prepare finds a
+valid output in the store itself, and the steps exchange plans, never results worth keeping."""
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
+from gradiend_core.cas import open_store
 from gradiend_core.stages import extract_gradients as stage
+from gradiend_core.stages import extract_shards as shards
 
-from ._stage import execute
+from ._stage import Progress, execute
 from .cache import StageCachePolicy
 
 
@@ -11,3 +17,32 @@ from .cache import StageCachePolicy
       persist_result=True, log_prints=True)
 def extract_gradients(store: str, conf: dict, paths: dict, inputs: dict, experiment: str = "") -> dict:
     return execute(stage, store, conf, paths, inputs, experiment)
+
+
+@task(name=f"{stage.NAME}-prepare", cache_policy=NO_CACHE)
+def extract_prepare(store: str, conf: dict, inputs: dict, shard_count: int) -> dict:
+    progress = Progress(f"{stage.NAME} prepare")
+    try:
+        return shards.prepare(open_store(store), conf, inputs, shard_count, progress)
+    finally:
+        progress.close()
+
+
+@task(name=f"{stage.NAME}-shard", cache_policy=NO_CACHE)
+def extract_shard(store: str, conf: dict, inputs: dict, plan: dict, index: int) -> dict:
+    progress = Progress(f"{stage.NAME} shard {index}")
+    try:
+        return shards.shard(open_store(store), conf, inputs, plan, index, progress)
+    finally:
+        progress.close()
+
+
+@task(name=f"{stage.NAME}-finalize", cache_policy=NO_CACHE)
+def extract_finalize(store: str, conf: dict, inputs: dict, plan: dict, parts: list[dict],
+                     experiment: str = "") -> dict:
+    m = shards.finalize(open_store(store), conf, inputs, plan, parts)
+    if experiment:
+        from .artifacts import publish_stage_artifacts
+
+        publish_stage_artifacts(m, experiment)
+    return m

@@ -5,6 +5,9 @@ one word masked (factual gradient only). Storing both factual and alternative gr
 `source`/`target` later never re-extracts. Each row block (`batch_size` rows) is extracted in
 micro-batches, converted to the storage dtype at once and written as whole chunks, so peak memory is
 bounded by one block and never grows with the number of rows.
+
+With pre-pruning on (the default) the kept dims are chosen first from a sample of rows
+(`pre_prune.sample_keep`) and only those dims are stored; see pre_prune.py for why.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import random
 import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +30,16 @@ from ..param_map import ParamMap, select_parameters
 from .common import info, load_prepared_model, out_path, section
 
 NAME = "extract-gradients"
-VERSION = "1"
+VERSION = "2"
 MASK = "[MASK]"
 PROGRESS = "progress.json"  # in the staging dir while building: row blocks already written
 BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
 
 
 def config_slice(cfg) -> dict:
-    return {"extract": section(cfg.extract)}
+    from .pre_prune import extraction_slice
+
+    return {"extract": section(cfg.extract), "pre_prune": extraction_slice(cfg)}
 
 
 def neutral_rows(neutral: pd.DataFrame, exclude: set[str], max_rows: int | None, seed: int) -> pd.DataFrame:
@@ -86,8 +92,43 @@ def check_targets(base, rows: pd.DataFrame) -> None:
         target_token_ids(base.tokenizer, w, base.objective)
 
 
-def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
-    from ..gradients import GradientExtractor
+@dataclass
+class Extraction:
+    """What every part of one extraction needs (the whole build, or one row shard of it)."""
+    x: "ExtractSection"
+    base: object            # BaseLM
+    rows: pd.DataFrame      # every stored row, in store order
+    pmap: ParamMap          # the dims stored: pre-pruned when pre_prune is enabled
+    classes: dict[str, list[str]]
+    pruned: dict | None = None  # pre-pruning summary (sample rows, kept dims per tensor)
+
+    @property
+    def n(self) -> int:
+        return len(self.rows)
+
+    def blocks(self) -> list[int]:
+        """First row of every row block; a block is one zarr row chunk, written whole by one writer."""
+        return list(range(0, self.n, self.x.batch_size))
+
+    def create_store(self, out: Path):
+        # one-row inner chunks inside block-row shards: training reads scattered single rows, and
+        # every block is still written whole (no read-modify-write)
+        return create_store(out / "gradients.zarr", self.n, self.pmap.input_dim, self.x.dtype, 1,
+                            self.x.compression, shard_rows=self.x.batch_size)
+
+    def info(self) -> dict:
+        rows, base = self.rows, self.base
+        return {"n_rows": self.n, "dim": self.pmap.input_dim, "dtype": self.x.dtype, "n_params": len(self.pmap.specs),
+                "splits": {k: int(v) for k, v in rows["split"].value_counts().sort_index().items()},
+                "base": {"name_or_path": base.name_or_path, "digest": base.digest, "objective": base.objective},
+                "classes": list(self.classes.items()), "pre_prune": self.pruned}
+
+
+def setup(conf: dict, inputs: dict, out: Path, progress=None) -> Extraction:
+    """Load the model and the rows, select the parameters, check every target word, pre-prune.
+
+    The pre-pruning selection is computed once per staging dir `out` and saved there, so row shards
+    and a resumed build reuse it."""
     from ..experiment import ExtractSection
 
     x = ExtractSection(**conf["extract"])
@@ -101,46 +142,103 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     rows = row_index(training, neutral_rows(neutral, exclude, x.max_neutral_rows, seed=0))
     pmap = select_parameters(base.model, x.include, x.exclude)
     check_targets(base, rows)
-    check_disk(out, len(rows), pmap.input_dim, x.dtype)
-    done = read_progress(out, len(rows), pmap.input_dim)  # row blocks a killed run already wrote
+    pmap, pruned = prune_first(out, base, pmap, rows, conf.get("pre_prune") or {}, x, progress)
+    return Extraction(x, base, rows, pmap, classes, pruned)
+
+
+def prune_first(out: Path, base, pmap: ParamMap, rows: pd.DataFrame, pp_conf: dict, x, progress=None):
+    """(map of the dims to store, pruning summary or None): pre-pruning runs before the bulk extraction."""
+    from safetensors.torch import load_file, save_file
+
+    from ..experiment import PrePruneSection
+    from ..gradients import GradientExtractor
+    from ..io import read_json
+    from .pre_prune import KEEP_FILE, kept_per_param, sample_keep
+
+    if not pp_conf.get("enabled"):
+        return pmap, None
+    p = PrePruneSection(**pp_conf)
+    path, sample_path = out / KEEP_FILE, out / "pre_prune_sample.json"
+    if path.exists():  # computed by the prepare step of this staging dir (or a killed run of the same key)
+        keep, sample = load_file(str(path))["keep"], list(read_json(sample_path))
+    else:
+        if progress:
+            progress(0.0, f"pre-prune: importance over {p.n_samples} sampled rows")
+        s = sample_keep(GradientExtractor(base, pmap), rows, p, micro=1)  # full-width rows: one at a time
+        keep, sample = s["keep"], s["sample_rows"]
+        atomic_write_json(sample_path, sample)
+        tmp = out / f".{KEEP_FILE}.tmp"
+        save_file({"keep": keep, "importance": s["importance"]}, str(tmp))
+        tmp.replace(path)  # last: its presence means the selection is complete
+    return pmap.select(keep), {"unpruned_dim": pmap.input_dim, "dim": int(keep.numel()),
+                               "sample_rows": sample, "kept_per_param": kept_per_param(pmap, keep)}
+
+
+def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
+    ex = setup(conf, inputs, out, progress)
+    n, dim = ex.n, ex.pmap.input_dim
+    check_disk(out, n, dim, ex.x.dtype)
+    done = read_progress(out, n, dim)  # row blocks a killed run already wrote
     if done:
         import zarr
 
         store = zarr.open_group(str(out / "gradients.zarr"), mode="r+")
     else:
-        store = create_store(out / "gradients.zarr", len(rows), pmap.input_dim, x.dtype, x.batch_size,
-                             x.compression)
-        write_progress(out, len(rows), pmap.input_dim, done)
-    extractor = GradientExtractor(base, pmap)
-    write_param_map(out, pmap)
-    n = len(rows)
-    # Compressing and writing block k overlaps extracting block k+1 (one write in flight, so memory
-    # stays bounded by two blocks whatever the number of rows). A block is recorded as done only
-    # after its write returned, so a resumed run redoes at most the blocks that were in flight.
-    with ThreadPoolExecutor(max_workers=1) as writer:
-        pending = None
-        for r0 in range(0, n, x.batch_size):
-            if r0 in done:
-                continue
-            block = rows.iloc[r0:r0 + x.batch_size]
-            g_f, g_a = extract_block(extractor, block, x.micro_batch_size, pmap.input_dim, x.dtype)
-            if pending is not None:
-                done.add(pending.result())
-                write_progress(out, n, pmap.input_dim, done)
-            pending = writer.submit(write_block, store, r0, g_f, g_a)
-            progress((r0 + len(block)) / n, f"extracted {r0 + len(block)}/{n} rows")
-        if pending is not None:
-            done.add(pending.result())
-            write_progress(out, n, pmap.input_dim, done)
-    rows.to_parquet(out / "rows.parquet", index=False)
-    (out / PROGRESS).unlink()  # bookkeeping of the build, not part of the output
-    return {"n_rows": n, "dim": pmap.input_dim, "dtype": x.dtype, "n_params": len(pmap.specs),
-            "splits": {k: int(v) for k, v in rows["split"].value_counts().sort_index().items()},
-            "base": {"name_or_path": base.name_or_path, "digest": base.digest, "objective": base.objective},
-            "classes": list(classes.items())}
+        store = ex.create_store(out)
+        write_progress(out, n, dim, done)
+    write_param_map(out, ex.pmap)
+
+    def record(r0: int) -> None:
+        done.add(r0)
+        write_progress(out, n, dim, done)
+
+    extract_blocks(ex, store, [r0 for r0 in ex.blocks() if r0 not in done], record, progress)
+    return finish(out, ex)
 
 
 build.resumable = True  # run_stage hands it the staging dir of a killed run of the same key
+
+
+def extract_blocks(ex: Extraction, store, starts: list[int], record, progress) -> None:
+    """Extract and write the row blocks starting at `starts`; `record(r0)` once block r0 is on disk.
+
+    Compressing and writing block k overlaps extracting block k+1 (one write in flight, so memory
+    stays bounded by two blocks whatever the number of rows). A block is recorded as done only
+    after its write returned, so a resumed run redoes at most the blocks that were in flight.
+    """
+    from ..gradients import GradientExtractor
+
+    extractor = GradientExtractor(ex.base, ex.pmap)
+    total = sum(len(ex.rows.iloc[r0:r0 + ex.x.batch_size]) for r0 in starts)
+    finished = 0
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        pending = None
+        for r0 in starts:
+            block = ex.rows.iloc[r0:r0 + ex.x.batch_size]
+            g_f, g_a = extract_block(extractor, block, ex.x.micro_batch_size, ex.pmap.input_dim, ex.x.dtype)
+            if pending is not None:
+                record(pending.result())
+            pending = writer.submit(write_block, store, r0, g_f, g_a)
+            finished += len(block)
+            progress(finished / max(total, 1), f"extracted {finished}/{total} rows")
+        if pending is not None:
+            record(pending.result())
+
+
+def finish(out: Path, ex: Extraction) -> dict:
+    """The row index, and no build bookkeeping left in the output; returns the manifest's info."""
+    write_rows(out, ex)
+    drop_progress(out)
+    return ex.info()
+
+
+def write_rows(out: Path, ex: Extraction) -> None:
+    ex.rows.to_parquet(out / "rows.parquet", index=False)
+
+
+def drop_progress(out: Path) -> None:
+    for p in progress_files(out):  # bookkeeping of the build, not part of the output
+        p.unlink()
 
 
 def write_block(store, r0: int, g_f: np.ndarray, g_a: np.ndarray) -> int:
@@ -149,23 +247,39 @@ def write_block(store, r0: int, g_f: np.ndarray, g_a: np.ndarray) -> int:
     return r0
 
 
+def progress_files(out: Path) -> list[Path]:
+    """progress.json of a whole build and progress-shard-<i>.json of each row shard (one writer each)."""
+    return sorted(p for p in out.glob("progress*.json") if p.name == PROGRESS or p.name.startswith("progress-shard-"))
+
+
 def read_progress(out: Path, n_rows: int, dim: int) -> set[int]:
     """First rows of the blocks a killed run finished writing into `out` (empty: start from scratch)."""
+    if not (out / "gradients.zarr").is_dir():
+        return set()
+    done: set[int] = set()
+    for f in progress_files(out):
+        blocks = read_progress_file(f, n_rows, dim)
+        if blocks is None:  # written for another row count or map: nothing here is reusable
+            return set()
+        done |= blocks
+    for tmp in out.glob(".*.tmp"):  # half-written atomic writes of the killed run
+        tmp.unlink()
+    return done
+
+
+def read_progress_file(path: Path, n_rows: int, dim: int) -> set[int] | None:
+    """Blocks recorded in one progress file (empty if absent or unreadable; None if for other shapes)."""
     from ..io import read_json
 
     try:
-        p = read_json(out / PROGRESS)
+        p = read_json(path)
     except (FileNotFoundError, ValueError):
         return set()
-    if (p.get("n_rows"), p.get("dim")) != (n_rows, dim) or not (out / "gradients.zarr").is_dir():
-        return set()
-    for tmp in out.glob(".*.tmp"):  # half-written atomic writes of the killed run
-        tmp.unlink()
-    return set(p["done"])
+    return set(p["done"]) if (p.get("n_rows"), p.get("dim")) == (n_rows, dim) else None
 
 
-def write_progress(out: Path, n_rows: int, dim: int, done: set[int]) -> None:
-    atomic_write_json(out / PROGRESS, {"n_rows": n_rows, "dim": dim, "done": sorted(done)})
+def write_progress(out: Path, n_rows: int, dim: int, done: set[int], name: str = PROGRESS) -> None:
+    atomic_write_json(out / name, {"n_rows": n_rows, "dim": dim, "done": sorted(done)})
 
 
 def extract_block(extractor, block: pd.DataFrame, micro: int, dim: int, dtype: str):

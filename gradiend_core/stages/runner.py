@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from ..allocator import release_freed_memory, reuse_freed_memory
 from ..cas import ArtifactStore, stage_key
 
 log = logging.getLogger("gradiend_core.stages")
@@ -54,21 +55,29 @@ def run_stage(store: ArtifactStore, stage: str, version: str, conf: dict, inputs
             return m
         if store.manifest(stage, key) is not None:
             log.warning("recomputing %s/%s: %s", stage, key, "; ".join(problems[:3]))
-        staging = _staging(store, stage, key, resumable=getattr(build, "resumable", False))
+        inputs = {n: store.localize(m) for n, m in inputs.items()}  # a URL store: fetch them to this host
+        staging = staging_for(store, stage, key, resumable=getattr(build, "resumable", False))
+        reuse_freed_memory()  # every stage allocates model-sized tensors repeatedly (see allocator.py)
         t0 = time.perf_counter()
         try:
             info = build(staging, conf, inputs, progress or (lambda f, msg="": None), paths or {})
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        record = {"version": version, "config": conf, "upstream": upstream_keys(inputs),
-                  "seconds": round(time.perf_counter() - t0, 3), "versions": _versions(), "info": info}
-        m = store.publish(stage, key, staging, record)
+        finally:
+            release_freed_memory()  # the next stage's peak should not carry this one's free heap
+        m = store.publish(stage, key, staging, stage_record(version, conf, inputs, time.perf_counter() - t0, info))
         m["cached"] = False
         return m
 
 
-def _staging(store: ArtifactStore, stage: str, key: str, resumable: bool) -> Path:
+def stage_record(version: str, conf: dict, inputs: dict[str, dict], seconds: float, info: dict) -> dict:
+    """What a manifest records about how its output was built (besides its files)."""
+    return {"version": version, "config": conf, "upstream": upstream_keys(inputs), "seconds": round(seconds, 3),
+            "versions": _versions(), "info": info}
+
+
+def staging_for(store: ArtifactStore, stage: str, key: str, resumable: bool) -> Path:
     """A fresh staging dir, or (for a resumable build) the newest one a killed run of this key left.
 
     Called under the key's lock, so every leftover staging dir of the key belongs to a dead process.

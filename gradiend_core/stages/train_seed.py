@@ -17,13 +17,15 @@ from ..checkpoint import save_gradiend
 from ..grad_store import GradientStore, assemble
 from ..gradiend import BaseIdentity, Gradiend
 from ..io import atomic_write_json
+from ..prefetch import prefetch
 from ..training import EvalSet, TrainConfig, train_gradiend
 from .common import info, out_path, section, store_dir
 from .extract_gradients import read_param_map
 
 NAME = "train-seed"
 VERSION = "1"
-EVAL_CHUNK = 16  # rows read per evaluation chunk: bounds memory (2 kinds x 16 x P float32 per seed)
+EVAL_CHUNK = 4  # rows read per evaluation chunk: bounds the read transient (2 kinds x 4 x P float32)
+EVAL_CACHE_BYTES = 512 * 2**20  # validation sources up to this size (float32) are read once per seed
 
 
 def config_slice(cfg, seed: int) -> dict:
@@ -74,7 +76,7 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     pmap = read_param_map(out_path(pre))
     plan = batch_plan(rows, t.base_batch_size, t.seed)
 
-    def batches(epoch: int):
+    def read_batches(epoch: int):
         for i in range(0, len(plan) - t.batch_size + 1, t.batch_size):
             src, tgt = [], []
             for b in plan[i:i + t.batch_size]:
@@ -82,6 +84,9 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
                 src.append(assemble(t.source, g_f, g_a))
                 tgt.append(assemble(t.target, g_f, g_a))
             yield torch.stack(src), torch.stack(tgt)  # (G, P) each
+
+    def batches(epoch: int):
+        return prefetch(read_batches(epoch))  # step k+1's rows are read while step k trains
 
     eval_set = make_eval_set(rows, store, "validation", t.source, t.eval_max_rows)
     total = t.max_steps if t.max_steps > 0 else t.num_epochs * (len(plan) // t.batch_size)
@@ -111,10 +116,18 @@ def make_eval_set(rows: pd.DataFrame, store: GradientStore, split: str, source: 
         return None
     idx = list(ev["store_row"])
 
-    def sources():
+    def read():
         for i in range(0, len(idx), EVAL_CHUNK):
             part = idx[i:i + EVAL_CHUNK]
             yield assemble(source, store.rows("factual", part), store.rows("alternative", part))
+
+    if len(idx) * store.dim * 4 > EVAL_CACHE_BYTES:
+        sources = read  # streamed again at every evaluation: memory stays one chunk
+    else:  # read once, reused by every in-training evaluation (the same rows each time)
+        cached = list(read())
+
+        def sources():
+            return iter(cached)
 
     labels = torch.tensor(ev["label"].to_numpy(), dtype=torch.float32) * eval_label_sign(source)
     return EvalSet(sources=sources, labels=labels, classes=list(ev["factual_class"]))

@@ -1,9 +1,11 @@
-"""Task runners: the tiny experiment on a 2-worker Dask cluster and on threads computes the same stages
-(same content keys) and the same metrics. Separate stores, so both runs really compute everything."""
+"""Task runners: the tiny experiment on a 2-worker Dask cluster, on a local 2-CPU Ray instance and on
+threads computes the same stages (same content keys) and the same metrics; extraction split into row
+shards on Dask writes the same bytes. Separate stores, so every run really computes everything."""
 import logging
 import math
 
 import pytest
+import yaml
 
 
 pytest.importorskip("prefect_dask", reason="Dask runner not installed: pip install 'prefect-dask==0.3.7'")
@@ -21,23 +23,68 @@ def same_metrics(a, b, rel=1e-5) -> bool:
     return a == b
 
 
-def test_dask_and_threads_agree(run_json, prefect_home, tiny_config, tmp_path):
+@pytest.fixture(scope="module")
+def threads_run(prefect_home, tiny_model_dir, tmp_path_factory):
+    """(config, store, summary) of the reference run on threads, shared by the runner tests."""
+    from flows.api import run_experiment
+    from gradiend_core.testing import tiny_experiment
+
+    d = tmp_path_factory.mktemp("runners")
+    config = d / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_experiment(tiny_model_dir)))
+    result = run_experiment(config, d / "threads", ["runner.kind=threads", "runner.max_workers=2"])
+    return config, d / "threads", result.summary
+
+
+def agree(run: dict, threads: dict) -> None:
+    for s in (run, threads):
+        assert not any(st["cached"] for st in s["stages"].values())  # both computed from scratch
+    assert {k: v["key"] for k, v in run["stages"].items()} == {k: v["key"] for k, v in threads["stages"].items()}
+    assert same_metrics(run["metrics"], threads["metrics"]), (run["metrics"], threads["metrics"])
+
+
+def extract_digests(store, summary: dict) -> dict:
+    from gradiend_core.cas import open_store
+
+    m = open_store(store).manifest("extract-gradients", summary["stages"]["extract-gradients"]["key"])
+    return {rel: f["sha256"] for rel, f in m["files"].items()}
+
+
+def test_dask_and_threads_agree(run_json, threads_run, tmp_path):
     from distributed import Client, LocalCluster, get_task_stream
 
+    config, threads_store, threads = threads_run
     logging.getLogger("distributed").setLevel(logging.WARNING)  # very chatty at INFO
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client, get_task_stream(client) as stream:
-        dask = run_json(tiny_config, tmp_path / "dask", "runner.kind=dask",
-                   f"runner.address={cluster.scheduler_address}")
-    # every stage ran as a Dask task, spread over both worker processes (the seeds run side by side)
-    assert len(stream.data) >= len(dask["stages"])
+        dask = run_json(config, tmp_path / "dask", "runner.kind=dask", f"runner.address={cluster.scheduler_address}",
+                        "runner.extract_shards=2")
+    # every stage ran as a Dask task (extraction as prepare, 2 shards, finalize), spread over both
+    # worker processes (the shards and the seeds run side by side)
+    assert len(stream.data) >= len(dask["stages"]) + 3
     assert len({t["worker"] for t in stream.data}) == 2
+    assert [s["shard"] for s in dask["stages"]["extract-gradients"]["shards"]] == [0, 1]
+    agree(dask, threads)
+    # row shards written by two worker processes: the same bytes as one task on a thread
+    assert extract_digests(tmp_path / "dask", dask) == extract_digests(threads_store, threads)
 
-    threads = run_json(tiny_config, tmp_path / "threads", "runner.kind=threads", "runner.max_workers=2")
-    for s in (dask, threads):
-        assert not any(st["cached"] for st in s["stages"].values())  # both computed from scratch
-    assert {k: v["key"] for k, v in dask["stages"].items()} == {k: v["key"] for k, v in threads["stages"].items()}
-    assert same_metrics(dask["metrics"], threads["metrics"]), (dask["metrics"], threads["metrics"])
+
+def test_ray_and_threads_agree(run_json, threads_run, tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray", reason="Ray runner not installed: pip install 'prefect-ray==0.6.0'")
+    from prefect_ray import RayTaskRunner
+
+    config, threads_store, threads = threads_run
+    submitted = []
+    submit = RayTaskRunner.submit
+    monkeypatch.setattr(RayTaskRunner, "submit", lambda self, task, *a, **k: submitted.append(task.name)
+                        or submit(self, task, *a, **k))
+    # the runner starts a local Ray (ray.init with its init_kwargs: 2 CPUs, no dashboard) and shuts it down
+    run = run_json(config, tmp_path / "ray", "runner.kind=ray", "runner.max_workers=2", "runner.extract_shards=2")
+    assert not ray.is_initialized()
+    assert {"prepare-model", "extract-gradients-shard", "train-seed", "rewrite"} <= set(submitted)
+    assert submitted.count("extract-gradients-shard") == 2
+    agree(run, threads)
+    assert extract_digests(tmp_path / "ray", run) == extract_digests(threads_store, threads)
 
 
 def test_dask_without_address_starts_a_local_cluster():
@@ -51,3 +98,14 @@ def test_dask_without_address_starts_a_local_cluster():
     assert r.cluster_kwargs["n_workers"] == 3 and r.cluster_kwargs["processes"] is True
     r = task_runner(load_experiment(None, ["runner.kind=dask", "runner.address=tcp://10.0.0.5:8786"]))
     assert r.address == "tcp://10.0.0.5:8786"
+
+
+def test_ray_runner_settings():
+    pytest.importorskip("prefect_ray", reason="Ray runner not installed: pip install 'prefect-ray==0.6.0'")
+    from flows.pipeline import task_runner
+    from gradiend_core.experiment import load_experiment
+
+    r = task_runner(load_experiment(None, ["runner.kind=ray", "runner.max_workers=3"]))
+    assert r.address is None and r.init_kwargs["num_cpus"] == 3 and r.init_kwargs["include_dashboard"] is False
+    r = task_runner(load_experiment(None, ["runner.kind=ray", "runner.address=ray://head:10001"]))
+    assert r.address == "ray://head:10001" and "num_cpus" not in r.init_kwargs  # the cluster's own resources

@@ -1,0 +1,101 @@
+"""Pre-pruning before extraction: the kept dims are the top |mean source gradient| of the sampled rows
+(computed here independently), and the store holds exactly those dims of every row's gradients."""
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from gradiend_core.cas import ArtifactStore
+from gradiend_core.experiment import load_experiment
+from gradiend_core.grad_store import GradientStore
+from gradiend_core.stages.common import load_prepared_model, out_path, store_dir
+from gradiend_core.stages.plan import plan
+from gradiend_core.stages.runner import run_stage
+from gradiend_core.testing import save_tiny, tiny_experiment, tiny_mlm
+
+
+def run_until(config: Path, store: Path, stop_at: str) -> dict:
+    s, done = ArtifactStore(store), {}
+    for sid, p in plan(load_experiment(config)).items():
+        done[sid] = run_stage(s, p.stage, p.module.VERSION, p.conf, {n: done[i] for n, i in p.inputs.items()},
+                              p.module.build, paths=p.paths)
+        if sid == stop_at:
+            return done
+    raise AssertionError(f"{stop_at} is not in the plan")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    from gradiend_core.data.builtin import builtin_vocabulary
+
+    d = tmp_path_factory.mktemp("prune")
+    return save_tiny(*tiny_mlm(seed=0, hidden=32, layers=2, words=builtin_vocabulary()), d / "tiny-bert")
+
+
+def config(tmp: Path, model_dir: Path, **pre_prune) -> Path:
+    exp = tiny_experiment(model_dir)
+    exp["pre_prune"].update(pre_prune)
+    p = tmp / "tiny.yaml"
+    p.write_text(yaml.safe_dump(exp))
+    return p
+
+
+def full_gradients(done: dict, rows: pd.DataFrame):
+    """Factual and alternative gradients of `rows` over the whole (unpruned) selection, fp32."""
+    from gradiend_core.experiment import ExtractSection
+    from gradiend_core.gradients import GradientExtractor
+    from gradiend_core.param_map import select_parameters
+
+    x = ExtractSection(**done["extract-gradients"]["record"]["config"]["extract"]) \
+        if "record" in done["extract-gradients"] else None
+    x = x or ExtractSection(**done["extract-gradients"]["config"]["extract"])
+    base = load_prepared_model(done["prepare-model"])
+    ex = GradientExtractor(base, select_parameters(base.model, x.include, x.exclude))
+    return ex.pair_gradients(list(rows["masked"]), list(rows["factual"]), list(rows["alternative"]))
+
+
+def test_store_holds_the_top_dims_of_the_sampled_mean_gradient(tmp_path, model_dir):
+    from safetensors.torch import load_file
+
+    done = run_until(config(tmp_path, model_dir, source="alternative", topk=0.25), tmp_path / "store", "pre-prune")
+    ext, pre = done["extract-gradients"], done["pre-prune"]
+    rows = pd.read_parquet(out_path(ext) / "rows.parquet")
+    sample = ext["info"]["pre_prune"]["sample_rows"]
+    assert len(sample) == 4 and set(rows.set_index("store_row").loc[sample, "split"]) == {"train"}
+
+    g_f, g_a = full_gradients(done, rows.set_index("store_row").loc[sample])
+    importance = g_a.double().mean(0).abs()                                   # (P,)
+    k = -(-importance.numel() // 4)                                           # ceil(0.25 P)
+    want = torch.sort(torch.argsort(importance, descending=True, stable=True)[:k]).values
+    keep = load_file(str(out_path(ext) / "keep.safetensors"))["keep"]
+    assert torch.equal(keep, want)
+
+    store = GradientStore(store_dir(pre))
+    assert store_dir(pre) == out_path(ext) and store.dim == k == ext["info"]["dim"] == pre["info"]["dim"]
+    test_rows = rows[rows["split"] == "test"].head(3)
+    f_all, a_all = full_gradients(done, test_rows)
+    idx = list(test_rows["store_row"])
+    torch.testing.assert_close(store.rows("factual", idx), f_all[:, keep].half().float(), rtol=0, atol=0)
+    torch.testing.assert_close(store.rows("alternative", idx), a_all[:, keep].half().float(), rtol=0, atol=0)
+    assert sum(pre["info"]["kept_per_param"].values()) == k
+    assert load_file(str(out_path(pre) / "keep.safetensors"))["keep"].equal(keep)
+
+
+def test_disabled_stores_every_dim(tmp_path, model_dir):
+    done = run_until(config(tmp_path, model_dir, enabled=False), tmp_path / "store", "pre-prune")
+    ext, pre = done["extract-gradients"], done["pre-prune"]
+    assert ext["info"]["pre_prune"] is None and pre["info"]["pruned"] is False
+    assert GradientStore(store_dir(pre)).dim == ext["info"]["dim"] == pre["info"]["dim"]
+    assert not (out_path(ext) / "keep.safetensors").exists()
+
+
+def test_pre_prune_settings_are_in_the_extraction_key_only_when_enabled(tmp_path, model_dir):
+    keys = {}
+    for name, pp in {"on": {}, "topk": {"topk": 0.5}, "off": {"enabled": False},
+                     "off-topk": {"enabled": False, "topk": 0.5}}.items():
+        (tmp_path / name).mkdir()
+        keys[name] = plan(load_experiment(config(tmp_path / name, model_dir, **pp)))["extract-gradients"].key
+    assert keys["on"] != keys["topk"] and keys["on"] != keys["off"]
+    assert keys["off"] == keys["off-topk"]  # an unused setting never invalidates the store
