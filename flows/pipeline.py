@@ -68,6 +68,9 @@ def gradiend_flow(experiment: dict, store: str) -> dict:
         if s.stage == "extract-gradients" and cfg.runner.extract_shards > 1:
             futures[s.id] = extract_in_shards(s, cfg, store, {n: futures[i] for n, i in s.inputs.items()})
             continue
+        if s.stage == "decoder-grid" and cfg.runner.grid_parts > 1:
+            futures[s.id] = grid_in_parts(s, cfg, store, {n: futures[i] for n, i in s.inputs.items()})
+            continue
         t = TASKS[s.stage].with_options(result_storage=storage)
         futures[s.id] = t.submit(store=store, conf=s.conf, paths=s.paths,
                                  inputs={n: futures[i] for n, i in s.inputs.items()}, experiment=cfg.name)
@@ -81,23 +84,38 @@ def gradiend_flow(experiment: dict, store: str) -> dict:
 
 
 def extract_in_shards(s, cfg: ExperimentConfig, store: str, inputs: dict) -> PrefectFuture:
-    """extract-gradients as prepare -> one task per row shard (fanned out by the task runner) -> finalize.
-
-    The output's lock is held here, in the flow process, from prepare to finalize: the staging dir
-    outlives each task (gradiend_core.stages.extract_shards). Everything downstream needs this
-    output, so waiting for it here costs no parallelism.
-    """
+    """extract-gradients as prepare -> one task per row shard -> finalize (see `in_parts`)."""
     from tasks.extract_gradients import extract_finalize, extract_prepare, extract_shard
 
+    return in_parts(s, cfg, store, inputs, (extract_prepare, extract_shard, extract_finalize),
+                    cfg.runner.extract_shards, "blocks")
+
+
+def grid_in_parts(s, cfg: ExperimentConfig, store: str, inputs: dict) -> PrefectFuture:
+    """decoder-grid as prepare -> one task per part of the cells -> finalize (see `in_parts`)."""
+    from tasks.decoder_grid import grid_finalize, grid_part, grid_prepare
+
+    return in_parts(s, cfg, store, inputs, (grid_prepare, grid_part, grid_finalize), cfg.runner.grid_parts, "parts")
+
+
+def in_parts(s, cfg: ExperimentConfig, store: str, inputs: dict, steps: tuple, count: int,
+             units: str) -> PrefectFuture:
+    """One stage as prepare -> one task per entry of plan[units] (fanned out by the task runner) -> finalize.
+
+    The output's lock is held here, in the flow process, from prepare to finalize: the plan (and for
+    extraction the staging dir) outlives each task. Only stages that everything after them needs
+    (extraction) or that only the last stage needs (the grid: rewrite) go this way, so waiting for
+    the output here costs no parallelism.
+    """
+    prepare, step, finalize = steps
     with open_store(store).lock(s.stage, s.key):
-        plan = extract_prepare.submit(store=store, conf=s.conf, inputs=inputs,
-                                      shard_count=cfg.runner.extract_shards).result()
-        parts = [] if "cached" in plan else extract_shard.map(
+        plan = prepare.submit(store=store, conf=s.conf, inputs=inputs, count=count).result()
+        parts = [] if "cached" in plan else step.map(
             store=unmapped(store), conf=unmapped(s.conf), inputs=unmapped(inputs), plan=unmapped(plan),
-            index=list(range(len(plan["blocks"]))))
-        results = [p.result() for p in parts]  # a failed shard raises its own error here
-        done = extract_finalize.submit(store=store, conf=s.conf, inputs=inputs, plan=plan, parts=results,
-                                       experiment=cfg.name, wait_for=parts)
+            index=list(range(len(plan[units]))))
+        results = [p.result() for p in parts]  # a failed part raises its own error here
+        done = finalize.submit(store=store, conf=s.conf, inputs=inputs, plan=plan, parts=results,
+                               experiment=cfg.name, wait_for=parts)
         done.wait()
     return done
 
@@ -107,8 +125,9 @@ def summarize(steps, manifests: dict, states: dict, seconds: float, store: str) 
     for sid, m in manifests.items():
         cached = bool(m.get("cached")) or states[sid].name == "Cached"
         stages[sid] = {"key": m["key"], "cached": cached, "seconds": 0.0 if cached else m.get("seconds", 0.0)}
-        if not cached and m.get("shards"):
-            stages[sid]["shards"] = m["shards"]
+        for fanned in ("shards", "parts"):  # the tasks a fanned-out stage ran as
+            if not cached and m.get(fanned):
+                stages[sid][fanned] = m[fanned]
     ev = manifests["evaluate-encoder"]["info"]
     rw = manifests["rewrite"]["info"]
     sel = rw["selected"]

@@ -21,8 +21,9 @@ byte-level tokenizers; a row whose [MASK] starts the sentence is scored after th
 """
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import pandas as pd
@@ -345,21 +346,31 @@ def _class_feature_factors(gradiend, classes: Sequence[str]) -> dict[str, float]
     return out
 
 
-def _score_cell(model, rows: ProbabilityRows, lms: PreparedLMS) -> dict:
-    scored = score_lms(model, lms)
-    cell = {"lms": float(scored["lms"]), **_dataset_means(score_probabilities(model, rows), rows)}
-    if "perplexity" in scored:
-        cell["perplexity"] = float(scored["perplexity"])
-    return cell
+@dataclass
+class PreparedGrid:
+    """Everything a cell needs besides the model: encoded rows, LMS inputs and the cell list.
 
-
-def evaluate_decoder_grid(model, tokenizer, objective: str, gradiend, rows: pd.DataFrame, neutral_texts: list[str],
-                          class_words: Mapping[str, Sequence[str]], cfg: DecoderGridConfig | None = None,
-                          progress: Callable[[int, int], None] | None = None) -> GridResult:
-    """Score the base model and every (ff, lr) rewrite; select one cell per strengthen/weaken metric.
-
-    progress(done, n_cells) is called after each cell (base included).
+    Model-independent and deterministic (seeded row cap, seeded LMS masks, fixed batches), so every
+    part of a fanned-out grid rebuilds the same inputs and scores each cell on the same batches.
     """
+
+    rows: ProbabilityRows
+    lms: PreparedLMS
+    feature_factors: dict[str, float]  # class -> feature factor that strengthens it
+    cells: list[tuple[float, float]]   # canonical order: feature factor, then learning rate, ascending
+    cfg: DecoderGridConfig
+
+    def layout(self) -> dict:
+        """What assembling the table needs besides the scored records (JSON-able)."""
+        rows = self.rows
+        counts = {d: int((rows.row_dataset == i).sum()) for i, d in enumerate(rows.dataset_classes)}
+        return {"classes": list(rows.classes), "dataset_classes": list(rows.dataset_classes),
+                "rows_per_class": counts, "feature_factors": dict(self.feature_factors)}
+
+
+def prepare_grid(tokenizer, objective: str, gradiend, rows: pd.DataFrame, neutral_texts: list[str],
+                 class_words: Mapping[str, Sequence[str]], cfg: DecoderGridConfig | None = None) -> PreparedGrid:
+    """Encode the probability rows and LMS inputs once and list the cells; no model work."""
     cfg = (cfg or DecoderGridConfig()).validate()
     if objective == "mlm":
         mask_token_or_error(tokenizer)  # before any model work
@@ -373,27 +384,82 @@ def evaluate_decoder_grid(model, tokenizer, objective: str, gradiend, rows: pd.D
     if not ffs:
         raise ConfigError("no class has a non-zero encoding direction, so there is no feature factor to try; "
                           "set decoder feature_factors explicitly (e.g. [-1, 1])")
-    cells = [(ff, lr) for ff in ffs for lr in cfg.lrs()]
-    n_cells = len(cells) + 1
+    return PreparedGrid(prepared, lms, ff_by_class, [(ff, lr) for ff in ffs for lr in cfg.lrs()], cfg)
+
+
+@contextlib.contextmanager
+def _eval_mode(model) -> Iterator[None]:
     was_training = model.training
     model.eval()
     try:
-        records = [{"is_base": True, "feature_factor": 0.0, "learning_rate": 0.0, **_score_cell(model, prepared, lms)}]
-        if progress:
-            progress(1, n_cells)
-        for i, (ff, lr) in enumerate(cells, start=2):
-            with gradiend.applied(model, lr=lr, feature_factor=ff, part=cfg.part):
-                records.append({"is_base": False, "feature_factor": ff, "learning_rate": lr,
-                                **_score_cell(model, prepared, lms)})
-            if progress:
-                progress(i, n_cells)
+        yield
     finally:
         model.train(was_training)
-    counts = {d: int((prepared.row_dataset == i).sum()) for i, d in enumerate(prepared.dataset_classes)}
-    result = GridResult(pd.DataFrame.from_records(records), records[0]["lms"], {}, prepared.classes,
-                        prepared.dataset_classes, counts, ff_by_class, asdict(cfg))
+
+
+def _scores(model, grid: PreparedGrid) -> dict:
+    scored = score_lms(model, grid.lms)
+    cell = {"lms": float(scored["lms"]), **_dataset_means(score_probabilities(model, grid.rows), grid.rows)}
+    if "perplexity" in scored:
+        cell["perplexity"] = float(scored["perplexity"])
+    return cell
+
+
+def base_record(model, grid: PreparedGrid) -> dict:
+    """The table's first row: the unmodified model."""
+    with _eval_mode(model):
+        return {"is_base": True, "feature_factor": 0.0, "learning_rate": 0.0, **_scores(model, grid)}
+
+
+def cell_record(model, gradiend, grid: PreparedGrid, feature_factor: float, learning_rate: float) -> dict:
+    """One cell, scored with the rewrite applied in place; the model is restored bit-exactly after, so
+    a cell's numbers do not depend on which cells (or which task) came before it."""
+    with _eval_mode(model), gradiend.applied(model, lr=learning_rate, feature_factor=feature_factor,
+                                             part=grid.cfg.part):
+        return {"is_base": False, "feature_factor": float(feature_factor), "learning_rate": float(learning_rate),
+                **_scores(model, grid)}
+
+
+def score_cells(model, gradiend, grid: PreparedGrid, cells: Sequence[tuple[float, float]],
+                progress: Callable[[int, int], None] | None = None) -> list[dict]:
+    """Records of the given cells, in the given order; progress(done, len(cells)) after each."""
+    records = []
+    for i, (ff, lr) in enumerate(cells, start=1):
+        records.append(cell_record(model, gradiend, grid, ff, lr))
+        if progress:
+            progress(i, len(cells))
+    return records
+
+
+def grid_result(records: list[dict], layout: Mapping, cfg: DecoderGridConfig) -> GridResult:
+    """The table (base record first, then the cells in canonical order) and the selected cells."""
+    result = GridResult(pd.DataFrame.from_records(records), records[0]["lms"], {}, list(layout["classes"]),
+                        list(layout["dataset_classes"]), dict(layout["rows_per_class"]),
+                        dict(layout["feature_factors"]), asdict(cfg))
     result.summary = summarize(result, cfg)
     return result
+
+
+def evaluate_decoder_grid(model, tokenizer, objective: str, gradiend, rows: pd.DataFrame, neutral_texts: list[str],
+                          class_words: Mapping[str, Sequence[str]], cfg: DecoderGridConfig | None = None,
+                          progress: Callable[[int, int], None] | None = None) -> GridResult:
+    """Score the base model and every (ff, lr) rewrite; select one cell per strengthen/weaken metric.
+
+    progress(done, n_cells) is called after each cell (base included).
+    """
+    grid = prepare_grid(tokenizer, objective, gradiend, rows, neutral_texts, class_words, cfg)
+    return evaluate_prepared(model, gradiend, grid, progress)
+
+
+def evaluate_prepared(model, gradiend, grid: PreparedGrid,
+                      progress: Callable[[int, int], None] | None = None) -> GridResult:
+    """The whole grid in one process: the base record, then every cell in canonical order."""
+    n = len(grid.cells) + 1
+    records = [base_record(model, grid)]
+    if progress:
+        progress(1, n)
+    records += score_cells(model, gradiend, grid, grid.cells, progress and (lambda i, _: progress(i + 1, n)))
+    return grid_result(records, grid.layout(), grid.cfg)
 
 
 # ----------------------------------------------------------------------------- selection

@@ -215,9 +215,15 @@ class RunnerSection:
     # extract-gradients as this many row-shard tasks (each loads the model): the stored bytes and the
     # key are the same for any value, so it is a runner setting
     extract_shards: int = 1
+    # decoder-grid cells as this many tasks (each loads the base model and scores its share of the
+    # cells): cells are independent and deterministic, so the files and the key are the same for any value
+    grid_parts: int = 1
 
     def validate(self) -> None:
         _positive("runner", max_workers=self.max_workers, extract_shards=self.extract_shards)
+        if self.grid_parts < 1:
+            raise ConfigError(f"runner.grid_parts must be an integer >= 1 (the number of decoder-grid tasks), "
+                              f"got {self.grid_parts}; set runner.grid_parts: 1 for one task")
 
 
 @dataclass

@@ -1,9 +1,15 @@
-"""Prefect task for the decoder-grid stage (see gradiend_core.stages.decoder_grid)."""
+"""Prefect tasks for the decoder-grid stage (see gradiend_core.stages.decoder_grid): one task, or, with
+`runner.grid_parts` > 1, prepare -> one task per part of the cells -> finalize
+(gradiend_core.stages.grid_parts). The part steps are not cached by Prefect: prepare finds a valid
+output in the store itself, and the steps exchange plans and cell records, never results worth keeping."""
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
+from gradiend_core.cas import open_store
 from gradiend_core.stages import decoder_grid as stage
+from gradiend_core.stages import grid_parts
 
-from ._stage import execute
+from ._stage import Progress, execute
 from .cache import StageCachePolicy
 
 
@@ -11,3 +17,32 @@ from .cache import StageCachePolicy
       persist_result=True, log_prints=True)
 def decoder_grid(store: str, conf: dict, paths: dict, inputs: dict, experiment: str = "") -> dict:
     return execute(stage, store, conf, paths, inputs, experiment)
+
+
+@task(name=f"{stage.NAME}-prepare", cache_policy=NO_CACHE)
+def grid_prepare(store: str, conf: dict, inputs: dict, count: int) -> dict:
+    progress = Progress(f"{stage.NAME} prepare")
+    try:
+        return grid_parts.prepare(open_store(store), conf, inputs, count, progress)
+    finally:
+        progress.close()
+
+
+@task(name=f"{stage.NAME}-part", cache_policy=NO_CACHE)
+def grid_part(store: str, conf: dict, inputs: dict, plan: dict, index: int) -> dict:
+    progress = Progress(f"{stage.NAME} part {index}")
+    try:
+        return grid_parts.part(open_store(store), conf, inputs, plan, index, progress)
+    finally:
+        progress.close()
+
+
+@task(name=f"{stage.NAME}-finalize", cache_policy=NO_CACHE)
+def grid_finalize(store: str, conf: dict, inputs: dict, plan: dict, parts: list[dict],
+                  experiment: str = "") -> dict:
+    m = grid_parts.finalize(open_store(store), conf, inputs, plan, parts)
+    if experiment:
+        from .artifacts import publish_stage_artifacts
+
+        publish_stage_artifacts(m, experiment)
+    return m

@@ -20,10 +20,10 @@ def extract_gradients(store: str, conf: dict, paths: dict, inputs: dict, experim
 
 
 @task(name=f"{stage.NAME}-prepare", cache_policy=NO_CACHE)
-def extract_prepare(store: str, conf: dict, inputs: dict, shard_count: int) -> dict:
+def extract_prepare(store: str, conf: dict, inputs: dict, count: int) -> dict:
     progress = Progress(f"{stage.NAME} prepare")
     try:
-        return shards.prepare(open_store(store), conf, inputs, shard_count, progress)
+        return shards.prepare(open_store(store), conf, inputs, count, progress)
     finally:
         progress.close()
 

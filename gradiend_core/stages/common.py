@@ -111,3 +111,15 @@ def read_manifest_json(manifest: dict, rel: str):
     if not p.exists():
         raise StoreError(f"{p} is missing; the output is incomplete, re-run the flow to recompute it")
     return read_json(p)
+
+
+def contiguous_runs(items: list, parts: int) -> list[list]:
+    """`items` cut into min(parts, len(items)) contiguous runs whose lengths differ by at most one, in
+    order and none empty: fanned-out tasks get equal work, and concatenating them restores `items`."""
+    k, r = divmod(len(items), parts)
+    out, i = [], 0
+    for p in range(min(parts, len(items))):
+        n = k + (p < r)
+        out.append(items[i:i + n])
+        i += n
+    return out

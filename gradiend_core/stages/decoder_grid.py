@@ -1,11 +1,15 @@
-"""decoder-grid: every (feature factor, learning rate) cell scored for class probability and LMS."""
+"""decoder-grid: every (feature factor, learning rate) cell scored for class probability and LMS.
+
+One task (`build`) or, with `runner.grid_parts` > 1, prepare -> N parts -> finalize
+(gradiend_core.stages.grid_parts); both use `setup` and `write_outputs`, so they write the same files.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..checkpoint import load_gradiend
 from ..data.creation import read_dataset
-from ..decoder_eval import DecoderGridConfig, decoder_rows, evaluate_decoder_grid
+from ..decoder_eval import DecoderGridConfig, GridResult, decoder_rows, evaluate_prepared, prepare_grid
 from ..io import atomic_write_json
 from .common import info, load_prepared_model, out_path, section
 
@@ -23,14 +27,25 @@ def grid_config(d: dict) -> DecoderGridConfig:
                              batch_size=d["batch_size"], policy=d["policy"], lms_ratio=d["lms_ratio"], seed=d["seed"])
 
 
-def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
+def setup(conf: dict, inputs: dict):
+    """(base LM, selected GRADIEND, prepared grid) from the stage's inputs (local manifests)."""
     base = load_prepared_model(inputs["base"])
     g = load_gradiend(out_path(inputs["model"]) / "model", expected_digest=base.digest)
     training, neutral = read_dataset(out_path(inputs["data"]))
     classes = dict(info(inputs["data"])["classes"])  # ordered [name, words] pairs
-    result = evaluate_decoder_grid(base.model, base.tokenizer, base.objective, g, decoder_rows(training),
-                                   list(neutral["text"]), classes, grid_config(conf["decoder_grid"]),
-                                   progress=lambda i, n: progress(i / n, f"grid cell {i}/{n}"))
+    grid = prepare_grid(base.tokenizer, base.objective, g, decoder_rows(training), list(neutral["text"]),
+                        classes, grid_config(conf["decoder_grid"]))
+    return base, g, grid
+
+
+def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
+    base, g, grid = setup(conf, inputs)
+    result = evaluate_prepared(base.model, g, grid, progress=lambda i, n: progress(i / n, f"grid cell {i}/{n}"))
+    return write_outputs(out, result)
+
+
+def write_outputs(out: Path, result: GridResult) -> dict:
+    """grid.parquet, grid.json and one probability-shift plot per class; returns the manifest info."""
     result.table.to_parquet(out / "grid.parquet", index=False)
     atomic_write_json(out / "grid.json", result.to_json())
     from ..plots import plot_probability_shifts

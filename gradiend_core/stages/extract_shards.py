@@ -26,6 +26,7 @@ from pathlib import Path
 from ..cas import ArtifactStore
 from ..errors import StoreError
 from . import extract_gradients as xg
+from .common import contiguous_runs
 from .runner import key_for, stage_record, staging_for
 
 NAME = xg.NAME
@@ -37,14 +38,7 @@ def output_key(conf: dict, inputs: dict[str, dict]) -> str:
 
 def split(starts: list[int], shards: int) -> list[list[int]]:
     """Contiguous, near-equal runs of row blocks: at most `shards` of them, none empty."""
-    k, r = divmod(len(starts), shards)
-    out, i = [], 0
-    for s in range(shards):
-        n = k + (s < r)
-        if n:
-            out.append(starts[i:i + n])
-        i += n
-    return out
+    return contiguous_runs(starts, shards)
 
 
 def prepare(store: ArtifactStore, conf: dict, inputs: dict, shards: int, progress=None) -> dict:

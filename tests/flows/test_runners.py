@@ -1,6 +1,7 @@
 """Task runners: the tiny experiment on a 2-worker Dask cluster, on a local 2-CPU Ray instance and on
 threads computes the same stages (same content keys) and the same metrics; extraction split into row
-shards on Dask writes the same bytes. Separate stores, so every run really computes everything."""
+shards and the decoder grid split into parts write the same bytes on Dask and Ray. Separate stores,
+so every run really computes everything."""
 import logging
 import math
 
@@ -43,11 +44,17 @@ def agree(run: dict, threads: dict) -> None:
     assert same_metrics(run["metrics"], threads["metrics"]), (run["metrics"], threads["metrics"])
 
 
-def extract_digests(store, summary: dict) -> dict:
+def digests(store, summary: dict, stage: str) -> dict:
     from gradiend_core.cas import open_store
 
-    m = open_store(store).manifest("extract-gradients", summary["stages"]["extract-gradients"]["key"])
+    m = open_store(store).manifest(stage, summary["stages"][stage]["key"])
     return {rel: f["sha256"] for rel, f in m["files"].items()}
+
+
+def same_files(store, run: dict, threads_store, threads: dict) -> None:
+    """Row shards and grid parts written by other processes: the same bytes as one task on a thread."""
+    for stage in ("extract-gradients", "decoder-grid"):
+        assert digests(store, run, stage) == digests(threads_store, threads, stage), stage
 
 
 def test_dask_and_threads_agree(run_json, threads_run, tmp_path):
@@ -58,15 +65,15 @@ def test_dask_and_threads_agree(run_json, threads_run, tmp_path):
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client, get_task_stream(client) as stream:
         dask = run_json(config, tmp_path / "dask", "runner.kind=dask", f"runner.address={cluster.scheduler_address}",
-                        "runner.extract_shards=2")
-    # every stage ran as a Dask task (extraction as prepare, 2 shards, finalize), spread over both
-    # worker processes (the shards and the seeds run side by side)
-    assert len(stream.data) >= len(dask["stages"]) + 3
+                        "runner.extract_shards=2", "runner.grid_parts=2")
+    # every stage ran as a Dask task (extraction and the grid each as prepare, 2 parts, finalize),
+    # spread over both worker processes (the shards, the seeds and the grid parts run side by side)
+    assert len(stream.data) >= len(dask["stages"]) + 6
     assert len({t["worker"] for t in stream.data}) == 2
     assert [s["shard"] for s in dask["stages"]["extract-gradients"]["shards"]] == [0, 1]
+    assert [p["part"] for p in dask["stages"]["decoder-grid"]["parts"]] == [0, 1]
     agree(dask, threads)
-    # row shards written by two worker processes: the same bytes as one task on a thread
-    assert extract_digests(tmp_path / "dask", dask) == extract_digests(threads_store, threads)
+    same_files(tmp_path / "dask", dask, threads_store, threads)
 
 
 def test_ray_and_threads_agree(run_json, threads_run, tmp_path, monkeypatch):
@@ -79,12 +86,13 @@ def test_ray_and_threads_agree(run_json, threads_run, tmp_path, monkeypatch):
     monkeypatch.setattr(RayTaskRunner, "submit", lambda self, task, *a, **k: submitted.append(task.name)
                         or submit(self, task, *a, **k))
     # the runner starts a local Ray (ray.init with its init_kwargs: 2 CPUs, no dashboard) and shuts it down
-    run = run_json(config, tmp_path / "ray", "runner.kind=ray", "runner.max_workers=2", "runner.extract_shards=2")
+    run = run_json(config, tmp_path / "ray", "runner.kind=ray", "runner.max_workers=2", "runner.extract_shards=2",
+                   "runner.grid_parts=2")
     assert not ray.is_initialized()
     assert {"prepare-model", "extract-gradients-shard", "train-seed", "rewrite"} <= set(submitted)
-    assert submitted.count("extract-gradients-shard") == 2
+    assert submitted.count("extract-gradients-shard") == submitted.count("decoder-grid-part") == 2
     agree(run, threads)
-    assert extract_digests(tmp_path / "ray", run) == extract_digests(threads_store, threads)
+    same_files(tmp_path / "ray", run, threads_store, threads)
 
 
 def test_dask_without_address_starts_a_local_cluster():

@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 import torch
 
-from gradiend_core.decoder_eval import (DEFAULT_LEARNING_RATES, DecoderGridConfig, decoder_rows,
-                                        evaluate_decoder_grid, prepare_probability_rows, prob_column)
+from gradiend_core.decoder_eval import (DEFAULT_LEARNING_RATES, DecoderGridConfig, base_record, decoder_rows,
+                                        evaluate_decoder_grid, grid_result, prepare_grid, prepare_probability_rows,
+                                        prob_column, score_cells)
 from gradiend_core.errors import ConfigError, DataError, ModelError
 from gradiend_core.gradiend import Gradiend
 from gradiend_core.lms import lms_clm, lms_mlm
@@ -139,6 +140,23 @@ def test_table_layout_progress_and_cell_order(mlm_grid):
     assert res.rows_per_class == {"3SG": 2, "3PL": 2}
     js = json.loads(json.dumps(res.to_json()))  # plain JSON types only
     assert len(js["table"]) == n and set(js["summary"]) == {"3SG", "3SG_weaken", "3PL", "3PL_weaken"}
+
+
+def test_cells_scored_in_parts_on_fresh_models_equal_the_one_task_table(mlm_grid):
+    """What a fanned-out grid does: each part gets its own freshly loaded model and rebuilt inputs and
+    scores a subset of the cells (here in reverse part order); merged in canonical order, every number
+    equals the one-task table's exactly, because a cell depends on nothing but its (ff, lr)."""
+    _, tok, g, res, _, _ = mlm_grid
+    grid = prepare_grid(tok, "mlm", g, ROWS, NEUTRAL, WORDS, CFG)
+    assert grid.cells == list(zip(res.table["feature_factor"], res.table["learning_rate"]))[1:]
+    by_part = {}
+    for idx in ([3], [1, 2], [0]):
+        part_grid = prepare_grid(tok, "mlm", g, ROWS, NEUTRAL, WORDS, CFG)
+        by_part[idx[0]] = score_cells(tiny_mlm(seed=1)[0], g, part_grid, [grid.cells[i] for i in idx])
+    records = [base_record(tiny_mlm(seed=1)[0], grid)] + [r for i in sorted(by_part) for r in by_part[i]]
+    merged = grid_result(records, grid.layout(), grid.cfg)
+    pd.testing.assert_frame_equal(merged.table, res.table, check_exact=True)
+    assert merged.to_json() == res.to_json()
 
 
 def test_summary_orientation_and_policy_choice(mlm_grid):

@@ -32,6 +32,10 @@ def test_overrides_and_yaml_numbers(tmp_path):
     ("", ["data.train_ratio=0.5"], "sum to"),
     ("", ["nosuchsection.x=1"], "unknown section"),
     ("", ["train"], "expected section.key=value"),
+    ("", ["runner.grid_parts=0"], "runner.grid_parts must be an integer >= 1"),
+    ("", ["runner.grid_parts=-3"], "set runner.grid_parts: 1 for one task"),
+    ("", ["runner.grid_parts=two"], "runner.grid_parts: expected int, got 'two'"),
+    ("", ["runner.grid_parts=2.5"], "runner.grid_parts: expected int, got 2.5"),
 ])
 def test_bad_config_errors_are_one_line(tmp_path, text, overrides, needle):
     p = tmp_path / "e.yaml"
