@@ -123,3 +123,18 @@ def contiguous_runs(items: list, parts: int) -> list[list]:
         out.append(items[i:i + n])
         i += n
     return out
+
+
+def pin_torch_threads(n: int) -> None:
+    """Run this stage's torch work on exactly n threads.
+
+    The thread count decides float summation order, hence the bytes a stage writes. torch's count is
+    process-wide: without pinning, a stage would inherit whatever the previous stage in the same
+    process set (extraction sets extract.threads), and Dask/Ray workers (one OMP thread) would write
+    other bytes than the threads runner (the machine default). Stages that run side by side in one
+    process pin the same count (seeds 1; evaluate-encoder, decoder-grid and rewrite 2).
+    """
+    import torch
+
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)

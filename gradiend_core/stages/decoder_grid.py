@@ -11,7 +11,7 @@ from ..checkpoint import load_gradiend
 from ..data.creation import read_dataset
 from ..decoder_eval import DecoderGridConfig, GridResult, decoder_rows, evaluate_prepared, prepare_grid
 from ..io import atomic_write_json
-from .common import info, load_prepared_model, out_path, section
+from .common import info, load_prepared_model, out_path, pin_torch_threads, section
 
 NAME = "decoder-grid"
 VERSION = "1"
@@ -29,6 +29,7 @@ def grid_config(d: dict) -> DecoderGridConfig:
 
 def setup(conf: dict, inputs: dict):
     """(base LM, selected GRADIEND, prepared grid) from the stage's inputs (local manifests)."""
+    pin_torch_threads(2)  # the one-task build and every grid part alike; see common.pin_torch_threads
     base = load_prepared_model(inputs["base"])
     g = load_gradiend(out_path(inputs["model"]) / "model", expected_digest=base.digest)
     training, neutral = read_dataset(out_path(inputs["data"]))

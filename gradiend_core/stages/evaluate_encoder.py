@@ -11,7 +11,7 @@ from ..checkpoint import load_gradiend
 from ..grad_store import GradientStore, assemble
 from ..io import atomic_write_json
 from ..metrics import encoder_metrics
-from .common import info, out_path, section, store_dir
+from .common import info, out_path, pin_torch_threads, section, store_dir
 from .extract_gradients import read_param_map
 from .train_seed import EVAL_CHUNK, eval_label_sign
 
@@ -51,6 +51,7 @@ def encode_rows(g, store: GradientStore, rows: pd.DataFrame, cols: torch.Tensor,
 
 
 def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
+    pin_torch_threads(2)  # see common.pin_torch_threads
     e = conf["evaluate_encoder"]
     g = load_gradiend(out_path(inputs["model"]) / "model")
     rows = pd.read_parquet(out_path(inputs["extract"]) / "rows.parquet")

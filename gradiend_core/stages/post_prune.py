@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..checkpoint import load_gradiend, save_gradiend
-from .common import out_path, section
+from .common import out_path, pin_torch_threads, section
 
 NAME = "post-prune"
 VERSION = "1"
@@ -15,6 +15,7 @@ def config_slice(cfg) -> dict:
 
 
 def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
+    pin_torch_threads(1)  # see common.pin_torch_threads
     p = conf["post_prune"]
     g = load_gradiend(out_path(inputs["model"]) / "model")
     pruned = g.prune(topk=p["topk"], part=p["part"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..lm import load_base_model, resolve_model_path
-from .common import corpus_identity, corpus_texts, file_digest, section
+from .common import corpus_identity, corpus_texts, file_digest, pin_torch_threads, section
 
 NAME = "prepare-model"
 VERSION = "1"
@@ -21,6 +21,7 @@ def paths(cfg) -> dict:
 
 
 def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
+    pin_torch_threads(2)  # see common.pin_torch_threads
     from ..experiment import DataSection, ModelSection
 
     m = ModelSection(**conf["model"])

@@ -13,7 +13,7 @@ from ..data.creation import read_dataset
 from ..decoder_eval import decoder_rows, prepare_probability_rows, score_probabilities
 from ..errors import ConfigError
 from ..io import atomic_write_json, read_json
-from .common import info, load_prepared_model, out_path, section
+from .common import info, load_prepared_model, out_path, pin_torch_threads, section
 
 NAME = "rewrite"
 VERSION = "1"
@@ -35,6 +35,7 @@ def summary_key(r: dict, classes: list[str]) -> tuple[str, str]:
 
 
 def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
+    pin_torch_threads(2)  # see common.pin_torch_threads
     r = conf["rewrite"]
     class_words = dict(info(inputs["data"])["classes"])  # ordered [name, words] pairs
     classes = list(class_words)

@@ -19,7 +19,7 @@ from ..gradiend import BaseIdentity, Gradiend
 from ..io import atomic_write_json
 from ..prefetch import prefetch
 from ..training import EvalSet, TrainConfig, train_gradiend
-from .common import info, out_path, section, store_dir
+from .common import info, out_path, pin_torch_threads, section, store_dir
 from .extract_gradients import read_param_map
 
 NAME = "train-seed"
@@ -66,6 +66,7 @@ def eval_label_sign(source: str) -> int:
 
 
 def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
+    pin_torch_threads(1)  # see common.pin_torch_threads
     from ..experiment import TrainSection
 
     t = TrainSection(**conf["train"])
