@@ -61,3 +61,23 @@ def execute(module, store: str, conf: dict, paths: dict, inputs: dict, experimen
 
         publish_stage_artifacts(m, experiment)
     return m
+
+
+def step(label: str, fn, store: str, *args):
+    """One step of a split stage (prepare, shard/part): fn(store, *args, progress) with a progress bar."""
+    progress = Progress(label)
+    try:
+        return fn(open_store(store), *args, progress)
+    finally:
+        progress.close()
+
+
+def finalize_step(fn, store: str, conf: dict, inputs: dict, plan: dict, parts: list[dict],
+                  experiment: str = "") -> dict:
+    """The last step of a split stage: publish through the store, then the stage's UI artifacts."""
+    m = fn(open_store(store), conf, inputs, plan, parts)
+    if experiment:
+        from .artifacts import publish_stage_artifacts
+
+        publish_stage_artifacts(m, experiment)
+    return m

@@ -5,11 +5,10 @@ output in the store itself, and the steps exchange plans and cell records, never
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from gradiend_core.cas import open_store
 from gradiend_core.stages import decoder_grid as stage
 from gradiend_core.stages import grid_parts
 
-from ._stage import Progress, execute
+from ._stage import execute, finalize_step, step
 from .cache import StageCachePolicy
 
 
@@ -21,28 +20,15 @@ def decoder_grid(store: str, conf: dict, paths: dict, inputs: dict, experiment: 
 
 @task(name=f"{stage.NAME}-prepare", cache_policy=NO_CACHE)
 def grid_prepare(store: str, conf: dict, inputs: dict, count: int) -> dict:
-    progress = Progress(f"{stage.NAME} prepare")
-    try:
-        return grid_parts.prepare(open_store(store), conf, inputs, count, progress)
-    finally:
-        progress.close()
+    return step(f"{stage.NAME} prepare", grid_parts.prepare, store, conf, inputs, count)
 
 
 @task(name=f"{stage.NAME}-part", cache_policy=NO_CACHE)
 def grid_part(store: str, conf: dict, inputs: dict, plan: dict, index: int) -> dict:
-    progress = Progress(f"{stage.NAME} part {index}")
-    try:
-        return grid_parts.part(open_store(store), conf, inputs, plan, index, progress)
-    finally:
-        progress.close()
+    return step(f"{stage.NAME} part {index}", grid_parts.part, store, conf, inputs, plan, index)
 
 
 @task(name=f"{stage.NAME}-finalize", cache_policy=NO_CACHE)
 def grid_finalize(store: str, conf: dict, inputs: dict, plan: dict, parts: list[dict],
                   experiment: str = "") -> dict:
-    m = grid_parts.finalize(open_store(store), conf, inputs, plan, parts)
-    if experiment:
-        from .artifacts import publish_stage_artifacts
-
-        publish_stage_artifacts(m, experiment)
-    return m
+    return finalize_step(grid_parts.finalize, store, conf, inputs, plan, parts, experiment)

@@ -5,11 +5,10 @@ valid output in the store itself, and the steps exchange plans, never results wo
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from gradiend_core.cas import open_store
 from gradiend_core.stages import extract_gradients as stage
 from gradiend_core.stages import extract_shards as shards
 
-from ._stage import Progress, execute
+from ._stage import execute, finalize_step, step
 from .cache import StageCachePolicy
 
 
@@ -21,28 +20,15 @@ def extract_gradients(store: str, conf: dict, paths: dict, inputs: dict, experim
 
 @task(name=f"{stage.NAME}-prepare", cache_policy=NO_CACHE)
 def extract_prepare(store: str, conf: dict, inputs: dict, count: int) -> dict:
-    progress = Progress(f"{stage.NAME} prepare")
-    try:
-        return shards.prepare(open_store(store), conf, inputs, count, progress)
-    finally:
-        progress.close()
+    return step(f"{stage.NAME} prepare", shards.prepare, store, conf, inputs, count)
 
 
 @task(name=f"{stage.NAME}-shard", cache_policy=NO_CACHE)
 def extract_shard(store: str, conf: dict, inputs: dict, plan: dict, index: int) -> dict:
-    progress = Progress(f"{stage.NAME} shard {index}")
-    try:
-        return shards.shard(open_store(store), conf, inputs, plan, index, progress)
-    finally:
-        progress.close()
+    return step(f"{stage.NAME} shard {index}", shards.shard, store, conf, inputs, plan, index)
 
 
 @task(name=f"{stage.NAME}-finalize", cache_policy=NO_CACHE)
 def extract_finalize(store: str, conf: dict, inputs: dict, plan: dict, parts: list[dict],
                      experiment: str = "") -> dict:
-    m = shards.finalize(open_store(store), conf, inputs, plan, parts)
-    if experiment:
-        from .artifacts import publish_stage_artifacts
-
-        publish_stage_artifacts(m, experiment)
-    return m
+    return finalize_step(shards.finalize, store, conf, inputs, plan, parts, experiment)
