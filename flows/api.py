@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,18 +130,22 @@ def run_experiment(config: Any = None, store: str | Path = "store", overrides: l
     run starts (local Dask or Ray), while remote workers use their own host's setting.
     """
     env.apply()
+    from . import local_api
+
+    api = local_api.start()  # first: it comes up on the other core while the checks below run
     cfg = resolve_config(config, overrides)
     with _cache_env(cache):
         location = open_store(store).location  # an unknown URL protocol fails here, before any stage
-        starting = _start_temporary_api()
         preflight(cfg, location)
         from .pipeline import gradiend_flow, task_runner
 
-        if starting is not None:
-            _import_while(starting.is_alive, WARM_IMPORTS)
-            starting.join()
         f = gradiend_flow.with_options(task_runner=task_runner(cfg))
-        summary = f(experiment=to_dict(cfg), store=location)
+        if api is None:  # a configured API (PREFECT_API_URL)
+            summary = f(experiment=to_dict(cfg), store=location)
+        else:
+            _import_while(lambda: not api.ready(), WARM_IMPORTS)
+            with local_api.wait_ready(api).settings():
+                summary = f(experiment=to_dict(cfg), store=location)
     return RunResult(summary, location)
 
 
@@ -161,28 +164,6 @@ def _import_while(busy, modules) -> None:
             return
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
-
-
-def _start_temporary_api() -> threading.Thread | None:
-    """Start Prefect's temporary API server (used when no PREFECT_API_URL is set) in the background.
-
-    Its start takes ~5 s (a uvicorn subprocess importing the server stack); overlapping it with the
-    preflight checks and imports takes ~2-3 s off every run, cached re-runs included. The flow's
-    client finds the same (singleton) server already running; if this start fails, the client's
-    own start raises the error."""
-    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
-
-    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
-        return None
-    from prefect.server.api.server import SubprocessASGIServer
-
-    def start():
-        with contextlib.suppress(Exception):
-            SubprocessASGIServer().start()
-
-    t = threading.Thread(target=start, name="prefect-api-start", daemon=True)
-    t.start()
-    return t
 
 
 @contextlib.contextmanager

@@ -6,8 +6,9 @@ Layout of a store directory:
   rows.parquet                 row -> split, classes, label, kind, n_tokens
 
 Row blocks are written whole (chunk-aligned, one block per extraction batch), so no chunk is ever
-read-modify-written; sharding keeps the file count low while inner chunks stay narrow for
-column-block reads. Zarr has no bfloat16: it is stored as its uint16 bit pattern with
+read-modify-written; sharding keeps the file count low. Inner chunks are one row by 1Mi columns:
+training reads scattered single rows, and zarr's per-chunk cost made 64Ki-column chunks 3.8x slower
+to read (a 2-row read of the default store: 20.8 vs 5.5 ms). Zarr has no bfloat16: it is stored as its uint16 bit pattern with
 `logical_dtype = "bfloat16"` in the array attributes.
 """
 from __future__ import annotations
@@ -23,8 +24,8 @@ from .errors import ConfigError, StoreError
 
 StorageDtype = Literal["float16", "bfloat16", "float32"]
 KINDS = ("factual", "alternative")
-COL_CHUNK = 65_536
-COL_SHARD = 1_048_576
+COL_SHARD = 1_048_576  # columns per shard file and per column block of streamed reads
+COL_CHUNK = COL_SHARD  # columns per inner chunk (see the module docstring)
 
 
 def _codec(compression: str):
@@ -66,7 +67,7 @@ def create_store(path: Path, n_rows: int, dim: int, dtype: StorageDtype = "float
                  shard_rows: int | None = None):
     """Create empty (n_rows, dim) arrays for each kind; returns the zarr group.
 
-    Inner chunks are (chunk_rows, 64Ki columns); shards group `shard_rows` rows x ~1Mi columns, and
+    Inner chunks are (chunk_rows, 1Mi columns); shards group `shard_rows` rows x ~1Mi columns, and
     writers always write whole shard-row blocks.
     """
     import zarr
@@ -132,6 +133,8 @@ class GradientStore:
             if k == len(uniq) or uniq[k] != uniq[k - 1] + 1:  # end of a run of consecutive rows
                 parts.append(a[int(uniq[start]):int(uniq[k - 1]) + 1, c0:c1])
                 start = k
+        if len(parts) == 1 and np.array_equal(uniq, idx):  # one ordered run (the usual batch): no copies
+            return from_storage(parts[0], self.dtype)
         block = np.concatenate(parts) if parts else np.zeros((0, c1 - c0), dtype=a.dtype)
         return from_storage(block[np.searchsorted(uniq, idx)], self.dtype)
 
@@ -161,11 +164,22 @@ def mean_abs_importance(store: GradientStore, rows, source: str) -> torch.Tensor
 
 
 def topk_indices(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices of the k largest scores, sorted ascending; ties keep the lowest indices."""
-    k = max(1, min(int(k), scores.numel()))
-    # stable descending sort: equal scores keep index order, so the lowest indices win ties
-    order = torch.sort(scores, descending=True, stable=True).indices[:k]
-    return torch.sort(order).values
+    """Indices of the k largest scores, sorted ascending; ties keep the lowest indices.
+
+    Selection around the k-th largest value (O(P)) instead of sorting all P scores: the same
+    indices, ~10x faster at P = 22.5M (a full-model pre-prune).
+    """
+    n = scores.numel()
+    k = max(1, min(int(k), n))
+    if k == n:
+        return torch.arange(n)
+    if torch.isnan(scores).any():  # NaN ranks above every number (as in a descending sort)
+        order = torch.sort(scores, descending=True, stable=True).indices[:k]
+        return torch.sort(order).values
+    kth = torch.kthvalue(scores, n - k + 1).values  # the k-th largest score
+    above = torch.nonzero(scores > kth).squeeze(1)  # fewer than k of them
+    ties = torch.nonzero(scores == kth).squeeze(1)[:k - above.numel()]  # ascending: lowest indices first
+    return torch.sort(torch.cat([above, ties])).values
 
 
 def compact(src: GradientStore, dst_root: Path, keep: torch.Tensor, compression: str = "blosc-zstd",

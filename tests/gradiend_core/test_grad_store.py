@@ -48,6 +48,20 @@ def test_topk_ties_keep_lowest_indices():
     assert topk_indices(scores, 10).tolist() == [0, 1, 2, 3, 4]
 
 
+def test_topk_equals_stable_descending_sort_definition():
+    """The selection-based top-k picks exactly what a stable descending sort's first k would."""
+    def by_sort(scores, k):
+        return torch.sort(torch.sort(scores, descending=True, stable=True).indices[:k]).values
+
+    g = torch.Generator().manual_seed(0)
+    for n, k in [(10, 3), (1000, 17), (5000, 2500), (7, 1), (64, 63)]:
+        ties = torch.randint(0, 5, (n,), generator=g).float()  # mostly ties
+        with_nan = torch.rand(n, generator=g)
+        with_nan[::7] = float("nan")
+        for scores in (ties, torch.rand(n, generator=g), with_nan):
+            assert torch.equal(topk_indices(scores, k), by_sort(scores, k)), (n, k)
+
+
 def test_compact_keeps_exactly_the_selected_columns(tmp_path):
     s, f, a = _store(tmp_path / "src", n=9, dim=200)
     keep = torch.tensor([0, 5, 17, 63, 64, 150, 199])

@@ -137,7 +137,8 @@ def test_without_eval_the_final_model_is_kept(variant):
     res = train_gradiend(batches_fn(40), ev, P, c, seed=3, **QUIET)
     ref = manual_adamw(40, seed=3, lr=1e-2)
     for (k, a), b in zip(res.model.state_dict().items(), ref.state_dict().values()):
-        assert torch.equal(a, b), k
+        # the loop's AdamW is the fused kernel: the same update, rounded differently from the loop here
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7, msg=k)
     st = res.stats
     assert st["converged"] is None and st["eval_steps"] == [] and st["correlation"] == []
     assert st["best"] == {"step": 40, "correlation": None, "mean_by_class": {"1": None, "-1": None}}
