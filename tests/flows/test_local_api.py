@@ -18,11 +18,20 @@ def test_one_server_per_process_reached_through_the_run_settings(prefect_home):
             assert c.api_healthcheck() is None  # None: healthy
     assert PREFECT_API_URL.value() != api.url  # only inside the run
 
-    api.stop()
-    assert api.process.poll() is not None and not api.ready()
-    again = local_api.start()  # a stopped server is replaced, not reused
-    assert again is not api
-    again.stop()
+
+def test_stop_ends_the_server_and_a_stopped_one_is_replaced(prefect_home, monkeypatch):
+    # a server of its own: the process-wide one stays up for the other tests' flows (their Prefect
+    # log and event senders keep its address until the process exits)
+    port = local_api._free_port()
+    own = local_api.wait_ready(local_api.LocalAPI(local_api._launch(port), port))
+    own.stop()
+    assert own.process.poll() is not None and not own.ready()
+    monkeypatch.setattr(local_api, "_current", own)
+    fresh = local_api.start()
+    try:
+        assert fresh is not own and fresh.process.poll() is None
+    finally:
+        fresh.stop()
 
 
 def test_a_configured_api_url_starts_nothing():
