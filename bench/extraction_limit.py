@@ -98,17 +98,28 @@ def stored_map(base, rows, full_width: bool):
     return pmap.select(keep), pmap.input_dim
 
 
-def profile_rows(ex, masked, fact, alt, micro: int, top: int = 15) -> list[dict]:
-    """torch.profiler's heaviest ops (self CPU time) over a few rows: where extraction time goes."""
+def profile_rows(ex, masked, fact, alt, micro: int, top: int = 15) -> tuple[list[dict], dict]:
+    """torch.profiler over a few rows: the heaviest ops (self CPU time), and the time split into the
+    LM head's vocabulary-wide matmuls, the transformer's matmuls, gathering the kept dims and the rest."""
     from torch.profiler import profile
 
-    with profile() as prof:
+    with profile(record_shapes=True) as prof:
         for i in range(0, len(masked), micro):
             ex.pair_gradients(masked[i:i + micro], fact[i:i + micro], alt[i:i + micro])
     ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:top]
     total = sum(e.self_cpu_time_total for e in prof.key_averages()) or 1
-    return [{"op": e.key, "self_cpu_ms": round(e.self_cpu_time_total / 1e3, 2), "calls": e.count,
-             "share": round(e.self_cpu_time_total / total, 4)} for e in ops]
+    vocab = int(getattr(ex.model.config, "vocab_size", 0) or 0)
+    groups: dict[str, float] = {}
+    for e in prof.key_averages(group_by_input_shape=True):
+        if e.key in ("aten::mm", "aten::addmm"):
+            head = vocab and any(vocab in (shape or []) for shape in e.input_shapes)
+            g = "lm_head_matmuls" if head else "transformer_matmuls"
+        else:
+            g = "gather_kept_dims" if e.key == "aten::index_select" else "other"
+        groups[g] = groups.get(g, 0.0) + e.self_cpu_time_total
+    return ([{"op": e.key, "self_cpu_ms": round(e.self_cpu_time_total / 1e3, 2), "calls": e.count,
+              "share": round(e.self_cpu_time_total / total, 4)} for e in ops],
+            {g: round(t / total, 4) for g, t in sorted(groups.items(), key=lambda kv: -kv[1])})
 
 
 def measure(base, rows, micro: int, full_width: bool, profile: bool = False) -> dict:
@@ -124,8 +135,8 @@ def measure(base, rows, micro: int, full_width: bool, profile: bool = False) -> 
     for i in range(0, len(masked), micro):
         g_f, g_a = ex.pair_gradients(masked[i:i + micro], fact[i:i + micro], alt[i:i + micro])
     seconds = time.perf_counter() - t0
-    top = profile_rows(ex, masked[:8], fact[:8], alt[:8], micro) if profile else None
-    return {"profile_top_ops": top, "seconds": seconds, "tokens": tokens,
+    top, split = profile_rows(ex, masked[:8], fact[:8], alt[:8], micro) if profile else (None, None)
+    return {"profile_top_ops": top, "profile_split": split, "seconds": seconds, "tokens": tokens,
             "input_dim": pmap.input_dim, "full_dim": full_dim,
             "per_example": ex.per_example, "last_shape": list(g_f.shape)}
 
@@ -191,7 +202,8 @@ def main() -> None:
             "fraction_of_512_token_rate": round(achieved / big["gflops"], 4),
             "target_fraction": 0.30, "meets_target": achieved / limit["gflops"] >= 0.30,
             "peak_rss_mib": round(self_peak_rss_mib(), 1),
-            **({"profile_top_ops": r["profile_top_ops"]} if args.profile else {}),
+            **({"profile_top_ops": r["profile_top_ops"], "profile_split": r["profile_split"]}
+               if args.profile else {}),
         })
 
 

@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = {
     "compare-reference": ["bench/compare_reference.py", "--ref-venv", "/nonexistent/ref-venv"],
-    "extraction-limit": ["bench/extraction_limit.py"],
+    "extraction-limit": ["bench/extraction_limit.py", "--profile"],
     "cache-reuse": ["bench/cache_reuse.py"],
     "scaling": ["bench/scaling.py"],
 }
@@ -65,7 +65,9 @@ def test_compare_reference_smoke(outputs):
     # setup (model + data) ran before, so the timed run found both cached and ran everything else
     assert {"prepare-model", "create-data"} <= set(ours["cached"])
     assert "extract-gradients" in ours["ran"] and "decoder-grid" in ours["ran"]
-    assert set(o["setup"]) == {"prepare-model", "create-data"}
+    assert set(o["setup"]) == {"prepare-model", "create-data", "prefect-database"}
+    # Prefect's database was created in setup: the timed run's PREFECT_HOME already had it
+    assert o["setup"]["prefect-database"]["disk_bytes"] > 0
     assert o["same_work"]["experiment"]["train"]["max_seeds"] == 1
 
 
@@ -78,6 +80,10 @@ def test_extraction_limit_smoke(outputs):
                                                  rel=0.02, abs=2e-3)
     assert o["fraction_of_limit"] == pytest.approx(o["achieved_gflops"] / o["matmul_gflops"], rel=0.05, abs=1e-3)
     assert 0 < o["params_matmul"] < o["params_total"]
+    # --profile: the heaviest ops, and the whole profiled time split into named parts
+    assert o["profile_top_ops"] and {"op", "self_cpu_ms", "calls", "share"} <= set(o["profile_top_ops"][0])
+    assert sum(o["profile_split"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert o["profile_split"]["transformer_matmuls"] > 0 and o["profile_split"]["lm_head_matmuls"] > 0
 
 
 def test_cache_reuse_smoke(outputs):
