@@ -8,8 +8,8 @@ Layout of a store directory:
 Row blocks are written whole (chunk-aligned, one block per extraction batch), so no chunk is ever
 read-modify-written; sharding keeps the file count low. Inner chunks are one row by 1Mi columns:
 training reads scattered single rows, and zarr's per-chunk cost made 64Ki-column chunks 3.8x slower
-to read (a 2-row read of the default store: 20.8 vs 5.5 ms). Zarr has no bfloat16: it is stored as its uint16 bit pattern with
-`logical_dtype = "bfloat16"` in the array attributes.
+to read (a 2-row read of the default store: 20.8 vs 5.5 ms). Zarr has no bfloat16: it is stored as
+its uint16 bit pattern with `logical_dtype = "bfloat16"` in the array attributes.
 """
 from __future__ import annotations
 

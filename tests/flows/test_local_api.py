@@ -39,3 +39,21 @@ def test_a_configured_api_url_starts_nothing():
 
     with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):
         assert local_api.start() is None
+
+
+def test_a_port_taken_before_the_server_binds_gets_one_retry(prefect_home, monkeypatch):
+    import socket
+
+    monkeypatch.setattr(local_api, "_current", None)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        first = local_api.LocalAPI(local_api._launch(taken), taken)  # uvicorn cannot bind: exits 3
+        api = local_api.wait_ready(first)
+        try:
+            assert first.process.poll() == local_api.PORT_IN_USE
+            assert api is not first and api.port != taken and api.ready()
+            assert local_api._current is api  # later runs of the process use the replacement
+        finally:
+            api.stop()
