@@ -146,7 +146,7 @@ def run_reference(venv: Path, job: dict, wd: Path, threads: int | None, timeout:
 def prefect_database(home: Path, threads: int | None) -> dict:
     """Create Prefect's API database in `home` the way a first run does (start the local API, which
     migrates it, then stop), so the timed run pays what every later run pays."""
-    code = "from flows import env, local_api; env.apply(); local_api.wait_ready(local_api.start()).stop()"
+    code = "from flows import env, local_api; env.apply(); local_api.ready(local_api.start()).stop()"
     m = run_measured([PY, "-c", code], env=thread_env(threads, {"PREFECT_HOME": str(home)}), cwd=ROOT)
     if m.rc != 0:
         raise RuntimeError(f"creating Prefect's database failed (rc={m.rc}): {m.stderr.strip().splitlines()[-1:]}")

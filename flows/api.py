@@ -144,7 +144,7 @@ def run_experiment(config: Any = None, store: str | Path = "store", overrides: l
             summary = f(experiment=to_dict(cfg), store=location)
         else:
             _import_while(lambda: not api.ready(), WARM_IMPORTS)
-            with local_api.wait_ready(api).settings():
+            with local_api.ready(api).settings():
                 summary = f(experiment=to_dict(cfg), store=location)
     return RunResult(summary, location)
 

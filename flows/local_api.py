@@ -90,8 +90,9 @@ def start() -> LocalAPI | None:
     return _current
 
 
-def wait_ready(api: LocalAPI) -> LocalAPI:
-    """Wait for `api`; a port taken between choosing and binding it gets one retry on another port."""
+def ready(api: LocalAPI) -> LocalAPI:
+    """`api` once it answers (the settings' startup timeout); a port taken between choosing and binding it
+    gets one retry on another port, whose server is returned (and used by later runs) instead."""
     global _current
     from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
 
