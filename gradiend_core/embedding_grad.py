@@ -82,30 +82,40 @@ class EmbeddingGrad:
 
     def selected(self, grads: list[torch.Tensor], out: torch.Tensor) -> None:
         """Write the flat gradient at the selected entries into `out` (n_selected,), float32, from
-        grad_inputs()' gradients."""
+        grad_inputs()' gradients (one example)."""
+        cap = self._captured
+        self.form(cap["ids"], grads[0], cap.get("h"), grads[1] if self.decoder is not None else None, out)
+
+    def captured(self) -> dict:
+        """What the last hooked forward captured: ids (B, T), and with a tied decoder h (N, H)."""
+        return self._captured
+
+    def form(self, ids: torch.Tensor, d_emb: torch.Tensor, h: torch.Tensor | None, dlog: torch.Tensor | None,
+             out: torch.Tensor) -> None:
+        """One example's gradient at the selected entries, into out (n_selected,): ids (T,) its tokens,
+        d_emb (T, H) the embedding output's gradient, h (N, H) / dlog (N, V) the decoder's input and
+        output gradient at its scored positions (None without a tied decoder)."""
         w = self.embedding.weight
         V, H = w.shape
-        ids = self._captured["ids"].reshape(-1)                       # (T,)
-        d_emb = grads[0].reshape(-1, H).float()                       # (T, H)
-        uniq, inv = torch.unique(ids, return_inverse=True)            # (U,), (T,)
+        ids = ids.reshape(-1)                                          # (T,)
+        d_emb = d_emb.reshape(-1, H).float()                           # (T, H)
+        uniq, inv = torch.unique(ids, return_inverse=True)             # (U,), (T,)
         d_rows = torch.zeros((len(uniq), H), dtype=torch.float32, device=d_emb.device).index_add_(0, inv, d_emb)
+        tied = self.decoder is not None and dlog is not None
         if self.indices is None:
             g = out.view(V, H).zero_()
             g.index_add_(0, uniq, d_rows)
-            if self.decoder is not None:
-                dlog = grads[1].float().reshape(-1, V)                                    # (N, V)
-                g.addmm_(dlog.t(), self._captured["h"].detach().float().reshape(-1, H))  # (V, N) @ (N, H)
+            if tied:
+                g.addmm_(dlog.float().reshape(-1, V).t(), h.detach().float().reshape(-1, H))  # (V, N) @ (N, H)
             return
-        v, c = self._rows_cols(H, d_emb.device)                       # (K,), (K,) of the selected entries
-        if self.decoder is not None:
-            dlog = grads[1].float().reshape(-1, V)                      # (N, V) scored positions
-            h = self._captured["h"].detach().float().reshape(-1, H)     # (N, H)
-            out.zero_()
+        v, c = self._rows_cols(H, d_emb.device)                        # (K,), (K,) of the selected entries
+        out.zero_()
+        if tied:
+            dlog = dlog.float().reshape(-1, V)                         # (N, V) scored positions
+            h = h.detach().float().reshape(-1, H)                      # (N, H)
             # usually one scored position per example; a full-sequence head also runs elsewhere (dlog 0)
             for n in torch.nonzero(dlog.abs().sum(1) > 0).reshape(-1).tolist():
                 out.addcmul_(dlog[n, v], h[n, c])
-        else:
-            out.zero_()
         # the selected entries of vocabulary row u are one contiguous run of the sorted indices
         bounds = torch.searchsorted(self.indices, torch.stack([uniq * H, (uniq + 1) * H], 1).cpu()).tolist()
         for j, (lo, hi) in enumerate(bounds):  # one per distinct token of the text

@@ -94,7 +94,7 @@ class ExtractSection:
     # worth the CPU of compressing every row once and decompressing it at every training read
     compression: Literal["blosc-zstd", "zstd", "none"] = "none"
     batch_size: int = 8                           # rows per Zarr row-chunk (one extraction batch)
-    micro_batch_size: int = 4                     # examples per backward (bounds peak memory)
+    micro_batch_size: int = 8                     # rows per batched forward+backward (bounds peak memory)
     max_neutral_rows: int | None = 30             # neutral rows encoded by evaluate-encoder
     threads: int = 1                              # torch threads (fixed: it changes float summation order);
                                                   # 1 leaves the other core to the compressing writer

@@ -17,9 +17,11 @@ Deviation from the reference: a template with several [MASK] placeholders expand
 masks (the reference labels the i-th mask overall with subtoken min(i, n-1)).
 
 Per-example gradients: `torch.func` vmap(grad) does not run on transformers 5.x models (their attention
-mask code branches on tensor values), so two strategies exist: "loop" (one unpadded forward+backward
-per row; the default, fastest on realistic models on CPU) and "batched" (one padded forward, then a
-vmapped backward via autograd's is_grads_batched; faster on tiny models, more memory).
+mask code branches on tensor values), so three strategies exist: "hooks" (one padded forward and one
+backward per label set; each layer's per-example weight gradient is formed from its hooked input and
+output gradient, see per_example.py; the default wherever every selected tensor belongs to a Linear,
+Conv1D, LayerNorm or Embedding), "loop" (one unpadded forward+backward per row; the fallback) and
+"batched" (one padded forward, then a vmapped backward via autograd's is_grads_batched).
 """
 from __future__ import annotations
 
@@ -35,10 +37,11 @@ from gradiend_core.allocator import reuse_freed_memory
 from gradiend_core.embedding_grad import EmbeddingGrad
 from gradiend_core.errors import ConfigError, DataError, ModelError
 from gradiend_core.lm import BaseLM, mask_token_or_error, target_token_ids
+from gradiend_core.per_example import LayerHooks
 
 PLACEHOLDER = "[MASK]"
 KINDS = ("factual", "alternative", "diff")
-PerExample = Literal["loop", "batched"]
+PerExample = Literal["auto", "hooks", "loop", "batched"]
 
 
 @dataclass
@@ -199,10 +202,10 @@ class GradientExtractor:
     stays in eval mode, so there is no dropout and gradients are deterministic.
     """
 
-    def __init__(self, base: BaseLM, param_map, per_example: PerExample = "loop",
+    def __init__(self, base: BaseLM, param_map, per_example: PerExample = "auto",
                  max_length: int | None = None, fast_head: bool = True):
-        if per_example not in ("loop", "batched"):
-            raise ConfigError(f"unknown per-example strategy {per_example!r}; use 'loop' or 'batched'")
+        if per_example not in ("auto", "hooks", "loop", "batched"):
+            raise ConfigError(f"unknown per-example strategy {per_example!r}; use 'auto', 'hooks', 'loop' or 'batched'")
         if base.head_fitted is False:
             raise ModelError(f"the masked-LM head of '{base.name_or_path}' is newly initialised and not fitted, so its "
                              "gradients are meaningless; fit it first (head.fit_mlm_head / model.fit_head)")
@@ -225,11 +228,18 @@ class GradientExtractor:
         # the word-embedding matrix's gradient is formed at the selected entries only (embedding_grad.py)
         self._emb, self._emb_pos = None, None
         for i, (spec, p) in enumerate(zip(param_map.specs, self.params)):
-            eg = EmbeddingGrad.for_model(self.model, p, spec.indices) if per_example == "loop" else None
+            eg = EmbeddingGrad.for_model(self.model, p, spec.indices) if per_example != "batched" else None
             if eg is not None:
                 self._emb, self._emb_pos = eg, i
         self._autograd_params = [p for i, p in enumerate(self.params) if i != self._emb_pos]
         self._emb_off = sum(s.n_selected for s in param_map.specs[:self._emb_pos or 0])  # its slice of a row
+        self._hooks = None
+        if per_example in ("auto", "hooks"):
+            self._hooks = LayerHooks.for_model(self.model, self.names, skip=self._emb_pos)
+            if self._hooks is None and per_example == "hooks":
+                raise ConfigError("per_example='hooks' needs every selected tensor to be the weight or bias of a "
+                                  "Linear, Conv1D, LayerNorm or Embedding; use 'loop' for this model/selection")
+            self.per_example = "hooks" if self._hooks is not None else "loop"
         reuse_freed_memory()  # per-row gradients reuse heap blocks instead of page-faulting fresh ones
 
     # -- encoding / loss
@@ -309,6 +319,8 @@ class GradientExtractor:
         """Per-example gradients (B, P); row i is the gradient of row i's mean label cross-entropy."""
         _check_rows(masked, targets)
         try:
+            if self.per_example == "hooks":
+                return self._hooked(self.encode(masked, targets), [None])[0]
             if self.per_example == "batched":
                 try:
                     return self._batched(masked, targets)
@@ -327,6 +339,16 @@ class GradientExtractor:
         """
         _check_rows(masked, factual)
         _check_rows(masked, alternative)
+        if self.per_example == "hooks":
+            try:
+                ef, ea = self.encode(masked, factual), self.encode(masked, alternative)
+                if torch.equal(ef.input_ids, ea.input_ids) and torch.equal(ef.cols, ea.cols) \
+                        and torch.equal(ef.rows, ea.rows):  # same inputs: one forward serves both labels
+                    g_f, g_a = self._hooked(ef, [ef.labels, ea.labels])
+                    return g_f, g_a
+                return self._hooked(ef, [None])[0], self._hooked(ea, [None])[0]
+            finally:
+                self._clear()
         if self.per_example != "loop":
             return self.example_gradients(masked, factual), self.example_gradients(masked, alternative)
         g_f = torch.empty((len(masked), self.param_map.input_dim), dtype=torch.float32)
@@ -371,6 +393,49 @@ class GradientExtractor:
         for i in range(B):
             self._write_row(out[i], [g[i] for g in grads])
         return out
+
+    def _hooked(self, enc: Encoded, label_sets: list) -> list[torch.Tensor]:
+        """Per-example gradients (B, P) for each label vector (N,) of `label_sets` (None: enc.labels),
+        from ONE padded forward of `enc` and one backward per label vector (see per_example.py)."""
+        B, P = enc.batch_size, self.param_map.input_dim
+        with self._hooks.capture(self.model, B), self._forward():
+            logits = label_logits(self.model, enc, self.objective, self.fast_head)  # (N, V)
+        if logits.dtype not in (torch.float32, torch.float64):
+            logits = logits.float()  # half-precision cross-entropy loses the small gradients
+        # a row's loss is the mean over its labels; rows are independent, so the sum's backward gives each
+        # row its own gradient
+        weight = (1.0 / torch.bincount(enc.rows, minlength=B).to(logits.dtype))[enc.rows]  # (N,)
+        hooked = self._hooks.grad_inputs()
+        extra = self._emb.grad_inputs() if self._emb is not None else []
+        outs = []
+        for k, labels in enumerate(label_sets):
+            labels = enc.labels if labels is None else labels
+            loss = (F.cross_entropy(logits, labels, reduction="none") * weight).sum()
+            gs = torch.autograd.grad(loss, hooked + extra, retain_graph=k + 1 < len(label_sets), allow_unused=True,
+                                     materialize_grads=True)
+            out = torch.empty((B, P), dtype=torch.float32)
+            self._hooks.write(list(gs[:len(hooked)]), self.param_map.specs, out)
+            if self._emb is not None:
+                self._embedding_rows(enc, list(gs[len(hooked):]), out)
+            outs.append(out)
+        return outs
+
+    def _embedding_rows(self, enc: Encoded, grads: list[torch.Tensor], out: torch.Tensor) -> None:
+        """The input word embedding's selected entries for every example of a hooked batch."""
+        cap = self._emb.captured()
+        ids, d_emb = cap["ids"], grads[0]                  # (B, T), (B, T, H)
+        h = cap.get("h") if self._emb.decoder is not None else None
+        dlog = grads[1] if self._emb.decoder is not None else None
+        width = self.param_map.specs[self._emb_pos].n_selected
+        for i in range(enc.batch_size):
+            if h is not None and h.dim() == 3:  # the full model's head ran: (B, T, H), (B, T, V)
+                hi, di = h[i], dlog[i]
+            elif h is not None:                 # the head ran at the labelled positions only: (N, H), (N, V)
+                sel = enc.rows == i
+                hi, di = h[sel], dlog[sel]
+            else:
+                hi = di = None
+            self._emb.form(ids[i], d_emb[i], hi, di, out[i, self._emb_off:self._emb_off + width])
 
     def _clear(self) -> None:
         for p in self.params:

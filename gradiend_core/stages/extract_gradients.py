@@ -30,7 +30,7 @@ from ..param_map import ParamMap, select_parameters
 from .common import info, load_prepared_model, out_path, section
 
 NAME = "extract-gradients"
-VERSION = "2"
+VERSION = "3"  # 3: per-example gradients from one padded batch pass (per_example.py)
 MASK = "[MASK]"
 PROGRESS = "progress.json"  # in the staging dir while building: row blocks already written
 BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}

@@ -22,7 +22,7 @@ def base(request):
 
 def _dense(base, pmap):
     """The plain path: every parameter through autograd (the sparse embedding path switched off)."""
-    ex = GradientExtractor(base, pmap)
+    ex = GradientExtractor(base, pmap, per_example="loop")
     ex._emb, ex._emb_pos, ex._autograd_params = None, None, ex.params
     return ex
 
@@ -40,11 +40,12 @@ def test_the_model_is_tied_and_the_sparse_path_is_used(base):
     assert ex.params[ex._emb_pos] is base.model.get_input_embeddings().weight
 
 
+@pytest.mark.parametrize("strategy", ["hooks", "loop"])
 @pytest.mark.parametrize("prune", [False, True])
-def test_pair_gradients_equal_autograd(base, prune):
+def test_pair_gradients_equal_autograd(base, prune, strategy):
     pmap = select_parameters(base.model)
     pmap = _pruned(pmap) if prune else pmap
-    fast, slow = GradientExtractor(base, pmap), _dense(base, pmap)
+    fast, slow = GradientExtractor(base, pmap, per_example=strategy), _dense(base, pmap)
     assert fast._emb is not None
     f1, a1 = fast.pair_gradients(MASKED, FACTUAL, ALTERNATIVE)
     f2, a2 = slow.pair_gradients(MASKED, FACTUAL, ALTERNATIVE)
@@ -57,20 +58,22 @@ def test_pair_gradients_equal_autograd(base, prune):
     assert float(f1[:, off:off + spec.n_selected].abs().max()) > 0
 
 
-def test_example_gradients_equal_autograd(base):
+@pytest.mark.parametrize("strategy", ["hooks", "loop"])
+def test_example_gradients_equal_autograd(base, strategy):
     pmap = _pruned(select_parameters(base.model), seed=1)
-    got = GradientExtractor(base, pmap).example_gradients(MASKED, ALTERNATIVE)
+    got = GradientExtractor(base, pmap, per_example=strategy).example_gradients(MASKED, ALTERNATIVE)
     want = _dense(base, pmap).example_gradients(MASKED, ALTERNATIVE)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
 
 
-def test_hooks_are_removed_and_requires_grad_restored(base):
-    ex = GradientExtractor(base, select_parameters(base.model))
+@pytest.mark.parametrize("strategy", ["hooks", "loop"])
+def test_hooks_are_removed_and_requires_grad_restored(base, strategy):
+    ex = GradientExtractor(base, select_parameters(base.model), per_example=strategy)
     w = base.model.get_input_embeddings().weight
-    ex.pair_gradients(MASKED[:1], FACTUAL[:1], ALTERNATIVE[:1])
+    ex.pair_gradients(MASKED[:2], FACTUAL[:2], ALTERNATIVE[:2])
     assert w.requires_grad and not base.model.get_input_embeddings()._forward_hooks
-    out = base.model.get_output_embeddings()
-    assert not out._forward_hooks
+    assert all(p.requires_grad for p in ex.params)
+    assert not any(m._forward_hooks for m in base.model.modules())
 
 
 def test_untied_or_unselected_embeddings_take_the_plain_path(base):

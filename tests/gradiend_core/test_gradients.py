@@ -50,7 +50,7 @@ def test_batch_gradient_is_mean_of_example_gradients(base64):
     assert _rel(per[0], per[1]) > 1e-2
 
 
-@pytest.mark.parametrize("strategy", ["loop", "batched"])
+@pytest.mark.parametrize("strategy", ["hooks", "loop", "batched"])
 def test_padding_matches_unpadded_single_passes(base64, strategy):
     pmap = select_parameters(base64.model)
     ex = GradientExtractor(base64, pmap, per_example=strategy)
