@@ -37,7 +37,7 @@ from gradiend_core.allocator import reuse_freed_memory
 from gradiend_core.embedding_grad import EmbeddingGrad
 from gradiend_core.errors import ConfigError, DataError, ModelError
 from gradiend_core.lm import BaseLM, mask_token_or_error, target_token_ids
-from gradiend_core.per_example import LayerHooks
+from gradiend_core.per_example import LayerHooks, NotHookable
 
 PLACEHOLDER = "[MASK]"
 KINDS = ("factual", "alternative", "diff")
@@ -320,7 +320,10 @@ class GradientExtractor:
         _check_rows(masked, targets)
         try:
             if self.per_example == "hooks":
-                return self._hooked(self.encode(masked, targets), [None])[0]
+                try:
+                    return self._hooked(self.encode(masked, targets), [None])[0]
+                except NotHookable:  # e.g. an in-place change of a layer's output: the per-row loop
+                    self.per_example = "loop"
             if self.per_example == "batched":
                 try:
                     return self._batched(masked, targets)
@@ -347,6 +350,8 @@ class GradientExtractor:
                     g_f, g_a = self._hooked(ef, [ef.labels, ea.labels])
                     return g_f, g_a
                 return self._hooked(ef, [None])[0], self._hooked(ea, [None])[0]
+            except NotHookable:  # e.g. an in-place change of a layer's output: the per-row loop
+                self.per_example = "loop"
             finally:
                 self._clear()
         if self.per_example != "loop":

@@ -39,9 +39,15 @@ def _conv1d_type():
 
 @dataclass
 class _Call:
-    """One forward call of a hooked module: its input (B, T, in) or ids, and its output."""
+    """One forward call of a hooked module: its input (B, T, in) or ids, its output, and the output's
+    version counter then (an in-place change afterwards would make its gradient another tensor's)."""
     x: torch.Tensor
     y: torch.Tensor
+    version: int
+
+
+class NotHookable(RuntimeError):
+    """This model's forward cannot be split into per-layer (input, output gradient) pairs."""
 
 
 @dataclass
@@ -105,7 +111,7 @@ class LayerHooks:
                 x = args[0].expand(batch_size, *args[0].shape[1:]) if args[0].shape[0] != batch_size else args[0]
             else:
                 x = args[0].detach()
-            self._calls.setdefault(id(module), []).append(_Call(x, out))
+            self._calls.setdefault(id(module), []).append(_Call(x, out, out._version))
             return out
 
         handles = [m.register_forward_hook(keep) for m in self._modules()]
@@ -122,10 +128,12 @@ class LayerHooks:
 
     def grad_inputs(self) -> list[torch.Tensor]:
         """The kept outputs, in a fixed order: autograd.grad gives dY for each (see `write`)."""
-        outs = [c.y for m in self._modules() for c in self._calls.get(id(m), [])]
-        if not outs:
-            raise RuntimeError("no hooked module ran in the forward pass; cannot form per-example gradients")
-        return outs
+        calls = [c for m in self._modules() for c in self._calls.get(id(m), [])]
+        if not calls:
+            raise NotHookable("no hooked module ran in the forward pass")
+        if any(c.y._version != c.version for c in calls):
+            raise NotHookable("the model modifies a layer's output in place after the layer")
+        return [c.y for c in calls]
 
     def write(self, grads: list[torch.Tensor], specs, out: torch.Tensor) -> None:
         """Write every owned spec's selected entries, per example, into out (B, P) at its map offset."""

@@ -126,3 +126,28 @@ def test_float32_batch_is_close_to_the_loop():
     for g, w in zip(got, want):
         assert g.dtype == torch.float32 and g.shape == (3, pmap.input_dim)
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
+
+
+def test_a_layer_output_changed_in_place_falls_back_to_the_loop():
+    """autograd.grad w.r.t. a tensor modified in place afterwards would give the gradient of the new
+    value: the batched pass must notice and hand the rows to the per-row loop."""
+    base = _base(*tiny_mlm())
+    class InPlace(nn.Module):
+        def __init__(self, act):
+            super().__init__()
+            self.act = act
+
+        def forward(self, x):
+            return self.act(x.mul_(1.5))  # in place on the dense layer's output
+
+    inter = base.model.bert.encoder.layer[0].intermediate
+    inter.intermediate_act_fn = InPlace(inter.intermediate_act_fn)
+    pmap = select_parameters(base.model)
+    ex, loop = GradientExtractor(base, pmap), GradientExtractor(base, pmap, per_example="loop")
+    assert ex.per_example == "hooks"
+    fact, alt = ["he", "she", "he"], ["they", "they", "they"]
+    got, want = ex.pair_gradients(MASKED, fact, alt), loop.pair_gradients(MASKED, fact, alt)
+    assert ex.per_example == "loop"
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-7)
+    assert all(p.requires_grad for p in ex.params)
