@@ -95,9 +95,10 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
 
 
 def kept_per_param(pmap, keep: torch.Tensor) -> dict[str, int]:
-    counts, offset = {}, 0
-    for s in pmap.specs:
-        n = s.n_selected
-        counts[s.name] = int(((keep >= offset) & (keep < offset + n)).sum())
-        offset += n
-    return counts
+    """Kept dims per tensor of the map: one binary search per tensor boundary in the sorted `keep`
+    (a mask over `keep` per tensor took 0.4 s for MiniLM's 101 tensors and 2.26M kept dims)."""
+    if keep.numel() > 1 and not bool((keep[1:] > keep[:-1]).all()):
+        keep = torch.unique(keep)  # sorted, as the per-tensor counts need
+    sizes = torch.tensor([0] + [s.n_selected for s in pmap.specs], dtype=torch.long)
+    pos = torch.searchsorted(keep.to(torch.long), torch.cumsum(sizes, 0)).tolist()  # first kept index >= bound
+    return {s.name: pos[i + 1] - pos[i] for i, s in enumerate(pmap.specs)}

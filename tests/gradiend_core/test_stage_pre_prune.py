@@ -103,3 +103,17 @@ def test_pre_prune_settings_are_in_the_extraction_key_only_when_enabled(tmp_path
         keys[name] = plan(load_experiment(config(tmp_path / name, model_dir, **pp)))["extract-gradients"].key
     assert keys["on"] != keys["topk"] and keys["on"] != keys["off"]
     assert keys["off"] == keys["off-topk"]  # an unused setting never invalidates the store
+
+
+def test_kept_per_param_counts_each_tensors_kept_dims():
+    from gradiend_core.param_map import ParamMap, ParamSpec
+    from gradiend_core.stages.pre_prune import kept_per_param
+
+    pmap = ParamMap([ParamSpec("a", (3, 4)), ParamSpec("b", (5,)), ParamSpec("c", (2, 2)), ParamSpec("d", (7,))])
+    g = torch.Generator().manual_seed(0)
+    keep = torch.nonzero(torch.rand(pmap.input_dim, generator=g) < 0.4).reshape(-1)
+    bounds = [0, 12, 17, 21, 28]
+    want = {n: int(((keep >= lo) & (keep < hi)).sum()) for n, lo, hi in zip("abcd", bounds, bounds[1:])}
+    assert kept_per_param(pmap, keep) == want and sum(want.values()) == keep.numel()
+    assert kept_per_param(pmap, keep[torch.randperm(keep.numel(), generator=g)]) == want  # order does not matter
+    assert kept_per_param(pmap, torch.tensor([], dtype=torch.long)) == dict.fromkeys("abcd", 0)
