@@ -37,7 +37,7 @@ from gradiend_core.allocator import reuse_freed_memory
 from gradiend_core.embedding_grad import EmbeddingGrad
 from gradiend_core.errors import ConfigError, DataError, ModelError
 from gradiend_core.lm import BaseLM, mask_token_or_error, target_token_ids
-from gradiend_core.per_example import LayerHooks, NotHookable
+from gradiend_core.per_example import LayerHooks, NotHookable, select_into
 
 PLACEHOLDER = "[MASK]"
 KINDS = ("factual", "alternative", "diff")
@@ -273,13 +273,8 @@ class GradientExtractor:
         off = 0
         for i, (spec, g) in enumerate(zip(self.param_map.specs, grads)):
             n = spec.n_selected
-            if i != skip:
-                flat = g.detach().reshape(-1)
-                idx = None if spec.indices is None else spec.indices.to(flat.device)
-                if idx is not None and flat.dtype == row.dtype:  # gathers straight into the row: no temporary
-                    torch.index_select(flat, 0, idx, out=row[off:off + n])
-                else:
-                    row[off:off + n].copy_(flat if idx is None else flat[idx])
+            if i != skip:  # gathers straight into the row: no temporary
+                select_into(g.detach().reshape(1, -1), spec.indices, row[off:off + n].reshape(1, -1))
             off += n
 
     def _grads(self, loss: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -157,7 +157,7 @@ class LayerHooks:
                     for call, dy in pairs:
                         part = per_example_grad(mod, attr, call.x, dy)  # (B, *shape)
                         g = part if g is None else g.add_(part)
-                    _select_into(g.reshape(self._batch, -1), spec.indices, out[:, off:off + n])
+                    select_into(g.reshape(self._batch, -1), spec.indices, out[:, off:off + n])
             off += n
 
     def _matmul_weight(self, mod: nn.Module, pairs, indices, out: torch.Tensor) -> None:
@@ -177,7 +177,7 @@ class LayerHooks:
                     torch.mm(a, b, out=buf)
                 else:
                     buf.addmm_(a, b)
-            _select_into(buf.reshape(1, -1), indices, out[i:i + 1])
+            select_into(buf.reshape(1, -1), indices, out[i:i + 1])
 
 
 def per_example_grad(mod: nn.Module, attr: str, x: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
@@ -204,9 +204,9 @@ def per_example_grad(mod: nn.Module, attr: str, x: torch.Tensor, dy: torch.Tenso
     return torch.bmm(x.transpose(1, 2), dy)                                   # Conv1D: (B, in, out)
 
 
-def _select_into(flat: torch.Tensor, indices: torch.Tensor | None, out: torch.Tensor) -> None:
-    """out (B, n) = flat (B, numel) at the selected entries; one contiguous gather per example
-    (a gather along dim 1 of the whole batch is several times slower)."""
+def select_into(flat: torch.Tensor, indices: torch.Tensor | None, out: torch.Tensor) -> None:
+    """out (B, n) = flat (B, numel) at the selected entries (None: all), converted to out's dtype;
+    one contiguous gather per example (a gather along dim 1 of the whole batch is several times slower)."""
     if indices is None:
         out.copy_(flat)
         return
