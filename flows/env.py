@@ -13,5 +13,10 @@ DEFAULTS = {
 
 
 def apply() -> None:
-    for k, v in DEFAULTS.items():
+    """The defaults above, and glibc's allocator tuned before any task thread starts (see
+    gradiend_core/allocator.py: a thread started earlier keeps its own arena)."""
+    from gradiend_core.allocator import child_environment, reuse_freed_memory
+
+    for k, v in {**DEFAULTS, **child_environment()}.items():
         os.environ.setdefault(k, v)
+    reuse_freed_memory()
