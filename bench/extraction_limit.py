@@ -96,7 +96,7 @@ def stored_map(base, rows, full_width: bool):
     df = pd.DataFrame({"store_row": range(len(masked)), "kind": "training", "split": "train", "masked": masked,
                        "factual": fact, "alternative": alt, "label": [1 if f.lower() != "they" else -1 for f in fact]})
     df["factual_class"] = df["label"].map({1: "3SG", -1: "3PL"})
-    keep = sample_keep(GradientExtractor(base, pmap), df, p, micro=1)["keep"]
+    keep = sample_keep(GradientExtractor(base, pmap), df, p, micro=x.micro_batch_size)["keep"]
     return pmap.select(keep), pmap.input_dim
 
 

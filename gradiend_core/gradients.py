@@ -310,6 +310,20 @@ class GradientExtractor:
         finally:
             self._clear()
 
+    def mean_example_gradient(self, masked: Sequence[str], targets: Sequence[str]) -> torch.Tensor:
+        """Mean (P,) of the rows' per-example gradients (`example_gradients(...).mean(0)`), from one padded
+        pass and one ordinary backward: gradients are linear in the loss, so the mean of the rows'
+        gradients is the gradient of the mean of their losses (each row's mean label cross-entropy).
+        No (B, P) rows are formed, which is what makes it cheap at full width (pre-pruning)."""
+        try:
+            enc = self.encode(masked, targets)
+            ce = self.label_losses(enc)                                                  # (N,)
+            B = enc.batch_size
+            weight = (1.0 / torch.bincount(enc.rows, minlength=B).to(ce.dtype))[enc.rows] / B  # (N,)
+            return self._flat(self._grads((ce * weight).sum()))
+        finally:
+            self._clear()
+
     def example_gradients(self, masked: Sequence[str], targets: Sequence[str]) -> torch.Tensor:
         """Per-example gradients (B, P); row i is the gradient of row i's mean label cross-entropy."""
         _check_rows(masked, targets)

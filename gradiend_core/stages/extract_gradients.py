@@ -30,7 +30,8 @@ from ..param_map import ParamMap, select_parameters
 from .common import info, load_prepared_model, out_path, section
 
 NAME = "extract-gradients"
-VERSION = "3"  # 3: per-example gradients from one padded batch pass (per_example.py)
+VERSION = "4"  # 3: per-example gradients from one padded batch pass (per_example.py); 4: pre-pruning
+# importance from the gradient of the sample's mean loss (float32 rounding, hence near-ties, differ)
 MASK = "[MASK]"
 PROGRESS = "progress.json"  # in the staging dir while building: row blocks already written
 BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
@@ -164,7 +165,7 @@ def prune_first(out: Path, base, pmap: ParamMap, rows: pd.DataFrame, pp_conf: di
     else:
         if progress:
             progress(0.0, f"pre-prune: importance over {p.n_samples} sampled rows")
-        s = sample_keep(GradientExtractor(base, pmap), rows, p, micro=1)  # full-width rows: one at a time
+        s = sample_keep(GradientExtractor(base, pmap), rows, p, micro=x.micro_batch_size)
         keep, sample = s["keep"], s["sample_rows"]
         atomic_write_json(sample_path, sample)
         tmp = out / f".{KEEP_FILE}.tmp"

@@ -60,16 +60,21 @@ def resolve_k(topk: float | int, n: int) -> int:
 def sample_keep(extractor, rows: pd.DataFrame, p, micro: int, progress=None) -> dict:
     """Kept dims (sorted, of the extractor's map), their importance and the sampled store rows.
 
-    importance = |mean over the sampled rows of the source gradient| (P,), accumulated as a running
-    sum, so memory holds one micro-batch of full gradients whatever n_samples is.
+    importance = |mean over the sampled rows of the source gradient| (P,). The mean of per-example
+    gradients is the gradient of the mean loss, so each micro-batch takes one ordinary backward
+    (`mean_example_gradient`) and no per-row full-width gradient is ever formed; "diff" is the
+    factual mean minus the alternative mean. Accumulated in float64 over micro-batches, so memory
+    holds one full-width gradient whatever n_samples is.
     """
     sample = stratified_rows(rows, p.n_samples, p.seed)
     total = torch.zeros(extractor.param_map.input_dim, dtype=torch.float64)  # (P,)
+    by_row = rows.set_index("store_row")
     for i in range(0, len(sample), micro):
-        r = rows.set_index("store_row").loc[sample[i:i + micro]]
-        g_f, g_a = extractor.pair_gradients(list(r["masked"]), list(r["factual"]), list(r["alternative"]))
-        for g in assemble(p.source, g_f, g_a):  # row by row: no (micro, P) float64 temporary
-            total += g
+        r = by_row.loc[sample[i:i + micro]]
+        masked = list(r["masked"])
+        mean = {kind: extractor.mean_example_gradient(masked, list(r[kind]))
+                for kind in (("factual", "alternative") if p.source == "diff" else (p.source,))}
+        total += assemble(p.source, mean.get("factual"), mean.get("alternative")).double() * len(r)
         if progress:
             progress(min(i + micro, len(sample)), len(sample))
     importance = (total / len(sample)).abs().float()

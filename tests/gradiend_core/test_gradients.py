@@ -50,6 +50,19 @@ def test_batch_gradient_is_mean_of_example_gradients(base64):
     assert _rel(per[0], per[1]) > 1e-2
 
 
+def test_mean_example_gradient_is_the_mean_of_the_rows_gradients(base64):
+    """Rows of different lengths and label counts (a 4-subtoken target): each row counts once, by its
+    own mean label loss, as pre-pruning's importance needs (not the mean over all labels)."""
+    ex = GradientExtractor(base64, select_parameters(base64.model))
+    targets = ["he", "zqxv", "they"] if base64.objective == "mlm" else TARGETS
+    got = ex.mean_example_gradient(MASKED, targets)
+    per = ex.example_gradients(MASKED, targets)
+    assert got.shape == (ex.param_map.input_dim,) and _rel(got, per.mean(0)) < 1e-6
+    if base64.objective == "mlm":  # the mean over all six labels weights the long row 4x: a different vector
+        assert _rel(ex.batch_gradient(MASKED, targets), per.mean(0)) > 1e-3
+    assert all(p.grad is None for p in base64.model.parameters())  # nothing accumulated on the model
+
+
 @pytest.mark.parametrize("strategy", ["hooks", "loop", "batched"])
 def test_padding_matches_unpadded_single_passes(base64, strategy):
     pmap = select_parameters(base64.model)

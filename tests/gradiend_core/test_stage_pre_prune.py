@@ -70,11 +70,18 @@ def test_store_holds_the_top_dims_of_the_sampled_mean_gradient(tmp_path, model_d
     assert len(sample) == 4 and set(rows.set_index("store_row").loc[sample, "split"]) == {"train"}
 
     g_f, g_a = full_gradients(done, rows.set_index("store_row").loc[sample])
-    importance = g_a.double().mean(0).abs()                                   # (P,)
+    importance = g_a.double().mean(0).abs()                                   # (P,) here: row by row
     k = -(-importance.numel() // 4)                                           # ceil(0.25 P)
-    want = torch.sort(torch.argsort(importance, descending=True, stable=True)[:k]).values
     keep = load_file(str(out_path(ext) / "keep.safetensors"))["keep"]
-    assert torch.equal(keep, want)
+    assert keep.numel() == k and torch.equal(keep, torch.unique(keep))        # sorted, distinct
+    # the stage sums the rows inside one backward (float32), here they are summed afterwards: every dim
+    # clearly above the k-th importance is kept and every dim clearly below it is not; only dims within
+    # float32 rounding of the cut may go either way
+    cut = torch.sort(importance, descending=True).values[k - 1]
+    band = 1e-5 * float(importance.max())
+    kept = torch.zeros_like(importance, dtype=torch.bool)
+    kept[keep] = True
+    assert bool(kept[importance > cut + band].all()) and not bool(kept[importance < cut - band].any())
 
     store = GradientStore(store_dir(pre))
     assert store_dir(pre) == out_path(ext) and store.dim == k == ext["info"]["dim"] == pre["info"]["dim"]
