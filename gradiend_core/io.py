@@ -38,6 +38,42 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+# path -> (identity of the file when it was hashed, sha256); see remember_digest
+_known_digests: dict[str, tuple[tuple[int, ...], str]] = {}
+
+
+def _identity(st: os.stat_result) -> tuple[int, ...]:
+    """What changes when a file is replaced or rewritten: device, inode, size, mtime and ctime."""
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def remember_digest(path: str | os.PathLike) -> str:
+    """sha256 of a file its writer has finished, hashed now and remembered with the file's identity.
+
+    A writer thread calls this right after writing (the bytes are still in the page cache, and the
+    hashing overlaps the computation of the next block), so `known_sha256` at publish time returns
+    the digest without reading the file again. A file that changes afterwards gets another identity
+    and is hashed again; one that changed while being hashed here is not remembered.
+    """
+    p = os.fspath(path)
+    before = _identity(os.stat(p))
+    digest = sha256_file(p)
+    if _identity(os.stat(p)) == before:
+        _known_digests[p] = (before, digest)
+    return digest
+
+
+def known_sha256(path: str | os.PathLike, forget: bool = False) -> str:
+    """sha256 of a file: the remembered digest when the file is unchanged since, else read, hashed and
+    remembered now. `forget`: neither keep nor add an entry (the file is about to be renamed, e.g. a
+    staging dir being published)."""
+    p = os.fspath(path)
+    hit = _known_digests.pop(p, None) if forget else _known_digests.get(p)
+    if hit is not None and hit[0] == _identity(os.stat(p)):
+        return hit[1]
+    return sha256_file(p) if forget else remember_digest(p)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write `data` to a temp file in the same directory, fsync, then rename over `path`."""
     path = Path(path)

@@ -5,7 +5,7 @@ import dataclasses
 from pathlib import Path
 
 from ..errors import ConfigError, StoreError
-from ..io import read_json, sha256_file
+from ..io import known_sha256, read_json
 
 
 def section(cfg_section) -> dict:
@@ -18,14 +18,14 @@ def file_digest(path: str | None) -> str | None:
         return None
     p = Path(path)
     if p.is_file():
-        return sha256_file(p)
+        return known_sha256(p)
     if p.is_dir():
         import hashlib
 
         h = hashlib.sha256()
         for f in sorted(q for q in p.rglob("*") if q.is_file()):
             h.update(f.relative_to(p).as_posix().encode())
-            h.update(sha256_file(f).encode())
+            h.update(known_sha256(f).encode())
         return h.hexdigest()
     raise ConfigError(f"file '{path}' not found; fix the path in the experiment (data.corpus / neutral_corpus)")
 

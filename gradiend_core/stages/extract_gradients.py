@@ -193,25 +193,30 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
         done.add(r0)
         write_progress(out, n, dim, done)
 
-    extract_blocks(ex, store, [r0 for r0 in ex.blocks() if r0 not in done], record, progress)
+    extract_blocks(ex, store, [r0 for r0 in ex.blocks() if r0 not in done], record, progress,
+                   hash_root=out / "gradients.zarr")
     return finish(out, ex)
 
 
 build.resumable = True  # run_stage hands it the staging dir of a killed run of the same key
 
 
-def extract_blocks(ex: Extraction, store, starts: list[int], record, progress) -> None:
+def extract_blocks(ex: Extraction, store, starts: list[int], record, progress, hash_root: Path | None = None) -> None:
     """Extract and write the row blocks starting at `starts`; `record(r0)` once block r0 is on disk.
 
     Compressing and writing block k overlaps extracting block k+1 (one write in flight, so memory
     stays bounded by two blocks whatever the number of rows). A block is recorded as done only
     after its write returned, so a resumed run redoes at most the blocks that were in flight.
+    With `hash_root`, the writer thread also hashes the files each write completed (a block's rows
+    are whole zarr shards, written once), so publishing the output in this process reads none of
+    the gigabytes again (io.remember_digest).
     """
     from ..gradients import GradientExtractor
 
     extractor = GradientExtractor(ex.base, ex.pmap)
     total = sum(len(ex.rows.iloc[r0:r0 + ex.x.batch_size]) for r0 in starts)
     finished = 0
+    hashed: set[Path] = set()  # files under hash_root the writer has hashed
     with ThreadPoolExecutor(max_workers=1) as writer:
         pending = None
         for r0 in starts:
@@ -219,7 +224,7 @@ def extract_blocks(ex: Extraction, store, starts: list[int], record, progress) -
             g_f, g_a = extract_block(extractor, block, ex.x.micro_batch_size, ex.pmap.input_dim, ex.x.dtype)
             if pending is not None:
                 record(pending.result())
-            pending = writer.submit(write_block, store, r0, g_f, g_a)
+            pending = writer.submit(write_block, store, r0, g_f, g_a, hash_root, hashed)
             finished += len(block)
             progress(finished / max(total, 1), f"extracted {finished}/{total} rows")
         if pending is not None:
@@ -242,9 +247,17 @@ def drop_progress(out: Path) -> None:
         p.unlink()
 
 
-def write_block(store, r0: int, g_f: np.ndarray, g_a: np.ndarray) -> int:
+def write_block(store, r0: int, g_f: np.ndarray, g_a: np.ndarray, hash_root: Path | None = None,
+                hashed: set[Path] | None = None) -> int:
     store["factual"][r0:r0 + len(g_f)] = g_f
     store["alternative"][r0:r0 + len(g_a)] = g_a
+    if hash_root is not None:
+        from ..io import remember_digest
+
+        for p in sorted(hash_root.rglob("*")):
+            if p not in hashed and p.is_file():
+                remember_digest(p)
+                hashed.add(p)
     return r0
 
 

@@ -94,3 +94,33 @@ def test_read_only_store_is_reported(tmp_path):
     ro.chmod(0o500)
     with pytest.raises(StoreError, match="not writable"):
         ArtifactStore(ro).check_writable()
+
+
+def test_digests_hashed_by_the_writer_are_reused_only_while_the_file_is_unchanged(tmp_path, monkeypatch):
+    """io.remember_digest (a writer thread, right after writing) lets publishing skip reading a file
+    again; a file replaced or resized afterwards is hashed again, so a manifest never lists a stale digest."""
+    import hashlib
+
+    from gradiend_core import io
+    from gradiend_core.cas import file_entries
+
+    files = {name: tmp_path / "out" / name for name in ("same", "replaced", "grown")}
+    for i, p in enumerate(files.values()):
+        p.parent.mkdir(exist_ok=True)
+        p.write_bytes(bytes([i]) * 1000)
+        io.remember_digest(p)
+    tmp = tmp_path / "new"
+    tmp.write_bytes(b"\xff" * 1000)                          # same size, another inode
+    os.replace(tmp, files["replaced"])
+    with open(files["grown"], "ab") as f:
+        f.write(b"more")
+    read = []
+    real = io.sha256_file
+    monkeypatch.setattr(io, "sha256_file", lambda p, *a: read.append(os.path.basename(p)) or real(p, *a))
+    entries = file_entries(tmp_path / "out")
+    assert sorted(read) == ["grown", "replaced"]                 # "same" came from the writer's digest
+    for name, p in files.items():
+        assert entries[name]["sha256"] == hashlib.sha256(p.read_bytes()).hexdigest()
+    read.clear()
+    file_entries(tmp_path / "out")                               # publishing forgot them: read again
+    assert sorted(read) == ["grown", "replaced", "same"]
