@@ -24,7 +24,7 @@ import torch
 
 from ..data.creation import read_dataset
 from ..errors import StoreError
-from ..grad_store import create_store, to_storage
+from ..grad_store import create_store, for_writing, to_storage
 from ..io import atomic_write_json
 from ..param_map import ParamMap, select_parameters
 from .common import info, load_prepared_model, out_path, section
@@ -249,8 +249,8 @@ def drop_progress(out: Path) -> None:
 
 def write_block(store, r0: int, g_f: np.ndarray, g_a: np.ndarray, hash_root: Path | None = None,
                 hashed: set[Path] | None = None) -> int:
-    store["factual"][r0:r0 + len(g_f)] = g_f
-    store["alternative"][r0:r0 + len(g_a)] = g_a
+    for kind, g in (("factual", g_f), ("alternative", g_a)):
+        for_writing(store[kind])[r0:r0 + len(g)] = g
     if hash_root is not None:
         from ..io import remember_digest
 

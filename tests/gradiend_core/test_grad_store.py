@@ -70,3 +70,28 @@ def test_compact_keeps_exactly_the_selected_columns(tmp_path):
     assert (c.n_rows, c.dim) == (9, 7)
     assert torch.equal(c.rows("factual", range(9)), f[:, keep])
     assert torch.equal(c.rows("alternative", range(9)), a[:, keep])
+
+
+def test_column_chunks_split_the_width_evenly_so_no_padding_is_stored(tmp_path, monkeypatch):
+    """Zarr pads edge chunks to full size: 1Mi-column chunks of a 2.26M-dim store stored 3.1M columns a
+    row. Chunks now split the width evenly; zero rows (neutral rows' alternative) still read back."""
+    from gradiend_core import grad_store
+    from gradiend_core.grad_store import col_width, for_writing
+
+    assert col_width(2_256_538, 1_048_576) == 752_180 and col_width(300, 1_048_576) == 300
+    assert col_width(1000, 128) == 125 and col_width(1001, 128) == 126  # 8 chunks: at most 7 padded columns
+    monkeypatch.setattr(grad_store, "COL_CHUNK", 128)
+    monkeypatch.setattr(grad_store, "COL_SHARD", 128)
+    n, dim = 8, 1000
+    x = torch.randn(n, dim).half()
+    x[5:] = 0  # all-zero rows are written too (write_empty_chunks)
+    z = create_store(tmp_path / "gradients.zarr", n, dim, "float16", 1, "none", shard_rows=4)
+    for r0 in (0, 4):
+        for_writing(z["factual"])[r0:r0 + 4] = to_storage(x[r0:r0 + 4], "float16")
+    s = GradientStore(tmp_path)
+    assert s.block_cols == 125 and list(s.col_blocks())[-1] == (875, 1000)
+    assert torch.equal(s.rows("factual", range(n)), x.float())
+    shards = [p for p in (tmp_path / "gradients.zarr" / "factual" / "c").rglob("*") if p.is_file()]
+    assert len(shards) == 2 * 8
+    index = 4 * 16 + 4  # (4 chunks x (offset, length) uint64) + crc32c per shard
+    assert sum(p.stat().st_size for p in shards) == n * dim * 2 + len(shards) * index

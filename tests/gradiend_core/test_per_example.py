@@ -128,6 +128,23 @@ def test_float32_batch_is_close_to_the_loop():
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
 
 
+def test_the_alternative_label_on_a_helper_thread_gives_the_same_bits():
+    """Production dtype (float32), one forward for both labels: the helper thread's rows are the
+    ones the sequential pass computes, bit for bit, and the helper really ran."""
+    model, tok = tiny_mlm()
+    base = BaseLM(model, tok, "mlm", "tiny", weights_digest(model))
+    pmap = select_parameters(base.model)
+    pmap = pmap.select(torch.arange(0, pmap.input_dim, 5))
+    fact, alt = ["he", "she", "he"], ["they", "they", "they"]
+    threaded = GradientExtractor(base, pmap)
+    sequential = GradientExtractor(base, pmap, label_threads=False)
+    got, want = threaded.pair_gradients(MASKED, fact, alt), sequential.pair_gradients(MASKED, fact, alt)
+    assert threaded._pool is not None and sequential._pool is None
+    for g, w in zip(got, want):
+        assert float(w.abs().max()) > 0 and torch.equal(g, w)
+    assert not torch.equal(got[0], got[1])
+
+
 def test_a_layer_output_changed_in_place_falls_back_to_the_loop():
     """autograd.grad w.r.t. a tensor modified in place afterwards would give the gradient of the new
     value: the batched pass must notice and hand the rows to the per-row loop."""
