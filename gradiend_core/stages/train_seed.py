@@ -67,6 +67,7 @@ def eval_label_sign(source: str) -> int:
 
 def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     pin_torch_threads(1)  # see common.pin_torch_threads
+    warm = warm_up_plotting()  # the convergence plot at the end then costs ~0.3 s instead of ~1.1 s
     from ..experiment import TrainSection
 
     t = TrainSection(**conf["train"])
@@ -103,6 +104,7 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     save_gradiend(g, out / "model")
     atomic_write_json(out / "stats.json", stats)
     if stats.get("eval_steps"):  # nothing to plot without in-training evaluation
+        warm.join()
         _plot(stats, out / "training_convergence.png", classes)
     return {"seed": seed, "converged": stats.get("converged"), "best": stats.get("best"),
             "steps": stats.get("steps"), "seconds": result.stats.get("seconds")}
@@ -132,6 +134,21 @@ def make_eval_set(rows: pd.DataFrame, store: GradientStore, split: str, source: 
 
     labels = torch.tensor(ev["label"].to_numpy(), dtype=torch.float32) * eval_label_sign(source)
     return EvalSet(sources=sources, labels=labels, classes=list(ev["factual_class"]))
+
+
+def warm_up_plotting():
+    """Import matplotlib and render a tiny figure on a background thread (see plots.warm_up): it runs
+    while training does, which leaves the GIL free most of the time (torch ops release it)."""
+    import threading
+
+    def warm() -> None:
+        from ..plots import warm_up
+
+        warm_up()
+
+    t = threading.Thread(target=warm, name="warm-plots", daemon=True)
+    t.start()
+    return t
 
 
 def _plot(stats: dict, path: Path, classes: list[str]) -> None:

@@ -116,6 +116,9 @@ def test_probability_shifts(tmp_path):
     for ax in axes:
         assert ax.get_xscale() == "log" and ax.get_xlabel() == "learning rate"
         assert any(list(line.get_xdata()) == [0.1, 0.1] and line.get_linestyle() == "--" for line in ax.lines)
+        # ticked at the grid's own rates, plain labels, no minor ticks
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["0.01", "0.1", "1"]
+        assert list(ax.get_xticks()) == [0.01, 0.1, 1.0] and len(ax.get_xticks(minor=True)) == 0
     lms_line = axes[0].lines[0]
     np.testing.assert_allclose(lms_line.get_xdata(), [0.01, 0.1, 1.0])
     np.testing.assert_allclose(lms_line.get_ydata(), [0.5, 0.45, 0.4])  # the ff=+1 cells only
