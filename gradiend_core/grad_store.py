@@ -6,9 +6,10 @@ Layout of a store directory:
   rows.parquet                 row -> split, classes, label, kind, n_tokens
 
 Row blocks are written whole (chunk-aligned, one block per extraction batch), so no chunk is ever
-read-modify-written; sharding keeps the file count low. Inner chunks are one row by 1Mi columns:
-training reads scattered single rows, and zarr's per-chunk cost made 64Ki-column chunks 3.8x slower
-to read (a 2-row read of the default store: 20.8 vs 5.5 ms). Zarr has no bfloat16: it is stored as
+read-modify-written; sharding keeps the file count low. Inner chunks are one row by at most 1Mi columns
+(the width split evenly, as zarr stores edge chunks padded to full size): training reads scattered single
+rows, and zarr's per-chunk cost made 64Ki-column chunks 3.8x slower to read (a 2-row read of the default
+store: 20.8 vs 5.5 ms). Zarr has no bfloat16: it is stored as
 its uint16 bit pattern with `logical_dtype = "bfloat16"` in the array attributes.
 """
 from __future__ import annotations
@@ -67,8 +68,8 @@ def create_store(path: Path, n_rows: int, dim: int, dtype: StorageDtype = "float
                  shard_rows: int | None = None):
     """Create empty (n_rows, dim) arrays for each kind; returns the zarr group.
 
-    Inner chunks are (chunk_rows, 1Mi columns); shards group `shard_rows` rows x ~1Mi columns, and
-    writers always write whole shard-row blocks.
+    Inner chunks are (chunk_rows, at most 1Mi columns, `col_width`); shards group `shard_rows` rows x
+    that many columns, and writers always write whole shard-row blocks (through `for_writing`).
     """
     import zarr
 
