@@ -10,10 +10,14 @@ transformer layers; embeddings are lookups). In the same process and thread sett
 matmuls of one transformer layer's shapes (rows x h @ h x h four times, rows x h @ h x 4h,
 rows x 4h @ 4h x h) at the row count the extractor's matmuls really have: the median tokens of a row
 times the micro-batch (the "hooks" strategy runs a micro-batch as one padded pass; the "loop" one row
-at a time). fraction_of_limit = achieved / that rate; fraction_of_512_token_rate uses 512 rows.
+at a time). fraction_of_limit = achieved / that rate; fraction_of_512_token_rate uses 512 rows. The
+extractor also runs the alternative label's backward on a helper thread (the second core here), so
+fraction_of_all_cores_rate compares with the rate at those rows with every core; meets_target needs
+both fractions >= 30%.
 """
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import time
@@ -191,6 +195,12 @@ def main() -> None:
         log(f"timing fp32 matmuls at {mm_rows} rows (hidden {hidden}, intermediate {inter})")
         limit = layer_matmul_rate(mm_rows, hidden, inter, seconds=0.5 if args.smoke else 2.0)
         big = layer_matmul_rate(512, hidden, inter, seconds=0.5 if args.smoke else 2.0)
+        # the extractor runs its torch ops on `threads` threads plus a helper thread for the second label
+        # (GradientExtractor.label_threads): the stricter limit is the rate with every core
+        cores = os.cpu_count() or 1
+        torch.set_num_threads(cores)
+        all_cores = layer_matmul_rate(mm_rows, hidden, inter, seconds=0.5 if args.smoke else 2.0)
+        torch.set_num_threads(args.threads)
         emit({
             "bench": "extraction-limit", "smoke": args.smoke, "model": model_ref, "head": head, "machine": machine(),
             "rows": len(rows[0]), "forward_backward_passes": passes, "micro_batch": args.micro_batch,
@@ -209,7 +219,10 @@ def main() -> None:
             "matmul_gflops_512_tokens": big["gflops"],
             "fraction_of_limit": round(achieved / limit["gflops"], 4),
             "fraction_of_512_token_rate": round(achieved / big["gflops"], 4),
-            "target_fraction": 0.30, "meets_target": achieved / limit["gflops"] >= 0.30,
+            "matmul_gflops_all_cores": all_cores["gflops"], "cores": cores,
+            "fraction_of_all_cores_rate": round(achieved / all_cores["gflops"], 4),
+            "target_fraction": 0.30,
+            "meets_target": min(achieved / limit["gflops"], achieved / all_cores["gflops"]) >= 0.30,
             "peak_rss_mib": round(self_peak_rss_mib(), 1),
             **({"profile_top_ops": r["profile_top_ops"], "profile_split": r["profile_split"]}
                if args.profile else {}),

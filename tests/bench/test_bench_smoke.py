@@ -79,6 +79,9 @@ def test_extraction_limit_smoke(outputs):
     assert o["achieved_gflops"] == pytest.approx(6 * o["params_matmul"] * o["tokens"] / o["seconds"] / 1e9,
                                                  rel=0.02, abs=2e-3)
     assert o["fraction_of_limit"] == pytest.approx(o["achieved_gflops"] / o["matmul_gflops"], rel=0.05, abs=1e-3)
+    assert o["fraction_of_all_cores_rate"] == pytest.approx(o["achieved_gflops"] / o["matmul_gflops_all_cores"],
+                                                            rel=0.05, abs=1e-3)
+    assert o["meets_target"] == (min(o["fraction_of_limit"], o["fraction_of_all_cores_rate"]) >= 0.30)
     assert 0 < o["params_matmul"] < o["params_total"]
     # --profile: the heaviest ops, and the whole profiled time split into named parts
     assert o["profile_top_ops"] and {"op", "self_cpu_ms", "calls", "share"} <= set(o["profile_top_ops"][0])
