@@ -37,11 +37,11 @@ def warm_up() -> None:
     """Render a tiny figure once, loading fonts and glyph caches: the first plot of a process cost
     ~0.45 s more than later ones (and importing this module ~0.65 s). Stages call it on a background
     thread while they compute, so their plot at the end does not pay it."""
-    fig = Figure(figsize=(1, 1))
-    ax = fig.subplots()
-    ax.plot([1, 2], [1, 10])
-    ax.set(title="warm-up", xlabel="x", ylabel="y", yscale="log")
-    with _PLOT_LOCK:
+    with _PLOT_LOCK:  # like every plot: text layout is not thread-safe
+        fig = Figure(figsize=(1, 1))
+        ax = fig.subplots()
+        ax.plot([1, 2], [1, 10])
+        ax.set(title="warm-up", xlabel="x", ylabel="y", yscale="log")
         save_figure_bytes(fig, dpi=30)
 
 

@@ -142,9 +142,12 @@ def warm_up_plotting():
     import threading
 
     def warm() -> None:
-        from ..plots import warm_up
+        try:
+            from ..plots import warm_up
 
-        warm_up()
+            warm_up()
+        except Exception:  # only a head start: the real plot reports any problem itself
+            pass
 
     t = threading.Thread(target=warm, name="warm-plots", daemon=True)
     t.start()
