@@ -278,6 +278,8 @@ def read_progress(out: Path, n_rows: int, dim: int) -> set[int]:
         done |= blocks
     for tmp in out.glob(".*.tmp"):  # half-written atomic writes of the killed run
         tmp.unlink()
+    for tmp in (out / "gradients.zarr").rglob("*.partial"):  # zarr's own, of a shard being written
+        tmp.unlink()
     return done
 
 
