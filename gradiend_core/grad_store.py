@@ -101,7 +101,7 @@ def for_writing(array):
 def col_width(dim: int, most: int) -> int:
     """Columns per chunk: at most `most`, and as even a split of `dim` as that allows. Zarr stores edge
     chunks padded to full size, so 1Mi-column chunks of the default 2.26M-dim store wrote 3.1M columns
-    (40% padding) per row; three chunks of 752,180 columns write 2.26M."""
+    (38% padding) per row; three chunks of 752,180 columns write 2.26M."""
     n = -(-dim // most)  # chunks per row
     return -(-dim // n)
 

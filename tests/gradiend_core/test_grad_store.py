@@ -74,7 +74,8 @@ def test_compact_keeps_exactly_the_selected_columns(tmp_path):
 
 def test_column_chunks_split_the_width_evenly_so_no_padding_is_stored(tmp_path, monkeypatch):
     """Zarr pads edge chunks to full size: 1Mi-column chunks of a 2.26M-dim store stored 3.1M columns a
-    row. Chunks now split the width evenly; zero rows (neutral rows' alternative) still read back."""
+    row (38% padding). Chunks now split the width evenly; zero rows (neutral rows' alternative) still
+    read back."""
     from gradiend_core import grad_store
     from gradiend_core.grad_store import col_width, for_writing
 
