@@ -301,6 +301,122 @@ def _tty_bar(total: int | None):
     return tqdm(total=total, desc="GRADIEND", unit="step", file=sys.stderr, leave=False)
 
 
+# ---------------------------------------------------------------------- one run's loop state
+def _eval_labels(eval_set: EvalSet | None, cfg: TrainConfig) -> np.ndarray | None:
+    """Checked eval labels (N,) as float64, or None when this run does not evaluate."""
+    if not (cfg.do_eval and eval_set is not None and len(eval_set) > 0):
+        return None
+    labels = torch.as_tensor(eval_set.labels).double().reshape(-1).cpu().numpy()  # (N,)
+    _check_eval_labels(labels)
+    return labels
+
+
+class _TrainRun:
+    """One seed's training state: the GRADIEND (P -> L -> P) and its optimizer on cfg.device, the eval
+    labels, the per-eval recorder, the per-step histories and the progress reporting."""
+
+    def __init__(self, eval_set: EvalSet | None, input_dim: int, cfg: TrainConfig, seed: int,
+                 progress: ProgressFn | None, say: Callable[[str], None]):
+        self.cfg, self.input_dim, self.seed, self.say, self.progress = cfg, input_dim, seed, say, progress
+        self.eval_set = eval_set
+        self.labels = _eval_labels(eval_set, cfg)  # (N,) float64, None = no evaluation
+        self.device = torch.device(cfg.device)
+        self.model = GradiendModel(input_dim, cfg.latent_dim, cfg.activation_encoder, cfg.activation_decoder,
+                                   cfg.bias_decoder, seed=seed).to(self.device)
+        self.model.train()
+        self.opt = _make_optimizer(self.model, cfg)
+        self.rec = _Recorder()
+        self.losses: list[float] = []
+        self.enc_norms: list[float] = []
+        self.dec_norms: list[float] = []
+        self.step = 0  # optimizer steps taken so far
+        self.total = cfg.max_steps if cfg.max_steps > 0 else None  # for progress display only
+        self.bar = _tty_bar(self.total) if progress is None else None
+
+    def evaluate(self, step: int) -> dict:
+        """Encode the eval rows, flip the sign when normalising (L == 1, corr < FLIP_BELOW), record."""
+        cfg = self.cfg
+        enc = encode_rows(self.model, self.eval_set.sources, self.labels.size, cfg.eval_batch_size)  # (N,)
+        corr, means = summarize(enc, self.labels)
+        if cfg.normalize and cfg.latent_dim == 1 and corr < FLIP_BELOW:
+            _flip_(self.model, self.opt)
+            corr, means = -corr, {k: -v for k, v in means.items()}
+            self.rec.flips.append(step)
+            self.say(f"step {step}: correlation {-corr:.3f} < {FLIP_BELOW}; flipped the GRADIEND sign")
+        self.rec.add(step, corr, means, self.model)
+        self.say(f"step {step}: eval correlation {corr:.4f}, mean +1 {means['1']:.3f}, mean -1 {means['-1']:.3f}")
+        return {"correlation": corr, "mean_by_class": means}
+
+    def report(self, step: int, info: dict) -> None:
+        if self.progress is not None:
+            self.progress(step, self.total, info)
+        elif self.bar is not None:
+            self.bar.update(step - self.bar.n)
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in info.items() if isinstance(v, float)})
+
+    def train(self, epoch_fn: Callable[[int], Iterable[Batch]]) -> None:
+        """Step-0 eval, then whole epochs until num_epochs or max_steps; the last step is always evaluated."""
+        if self.labels is not None:
+            self.report(0, self.evaluate(0))
+        epochs = range(10**12) if self.cfg.max_steps > 0 else range(self.cfg.num_epochs)
+        try:
+            for epoch in epochs:
+                self.run_epoch(epoch, epoch_fn(epoch))
+                if self.step == self.cfg.max_steps:
+                    break
+            if self.labels is not None and self.rec.eval_steps[-1] != self.step:
+                self.report(self.step, self.evaluate(self.step))  # last step not known in advance (unsized)
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+
+    def run_epoch(self, epoch: int, it: Iterable[Batch]) -> None:
+        """One pass over `it` (stops early at max_steps); DataError if it yields nothing."""
+        cfg = self.cfg
+        n_epoch = len(it) if hasattr(it, "__len__") else None
+        if self.total is None and n_epoch is not None and cfg.max_steps <= 0:
+            self.total = n_epoch * cfg.num_epochs  # progress display only
+        final_epoch = cfg.max_steps <= 0 and epoch == cfg.num_epochs - 1
+        seen = 0
+        for batch in it:
+            x, y = _as_pair(batch, self.input_dim, self.device, self.model.dtype)  # (G, P), (G, P)
+            seen += 1
+            self.train_batch(x, y, epoch, final_epoch and seen == n_epoch)
+            if self.step == cfg.max_steps:
+                break
+        if seen == 0:
+            raise DataError(f"training epoch {epoch} yielded no batches; pass a callable epoch -> iterable "
+                            "or a list (a one-shot iterator cannot be replayed) with at least one batch")
+
+    def train_batch(self, x: torch.Tensor, y: torch.Tensor, epoch: int, ends_last_epoch: bool) -> None:
+        """One optimizer step on source x (G, P) -> target y (G, P); evaluates on schedule and at the end."""
+        self.step += 1
+        step = self.step
+        self.losses.append(_train_step(self.model, self.opt, x, y, step, self.cfg.learning_rate))
+        e_norm, d_norm = _norms(self.model)
+        self.enc_norms.append(e_norm)
+        self.dec_norms.append(d_norm)
+        info: dict = {"epoch": epoch, "loss": self.losses[-1]}
+        is_last = step == self.cfg.max_steps or ends_last_epoch
+        if self.labels is not None and (step % self.cfg.eval_steps == 0 or is_last):
+            info.update(self.evaluate(step))
+        self.report(step, info)
+
+    def finish(self, t0: float) -> TrainResult:
+        """Load the best checkpoint (if any), move the model to CPU in eval mode, build the stats."""
+        if self.rec.best_state is not None:
+            self.model.load_state_dict(self.rec.best_state)
+        self.model.eval().to("cpu")
+        stats = _stats(self.rec, self.cfg, self.labels is not None, self.step, self.losses, self.enc_norms,
+                       self.dec_norms)
+        stats.update(seconds=time.perf_counter() - t0, steps=self.step, seed=int(self.seed))
+        if stats["converged"] is False:
+            self.say(f"GRADIEND did not converge (best |correlation| {abs(stats['best']['correlation']):.3f}, "
+                     f"threshold {self.cfg.convergence_threshold}); try more steps, a higher learning rate "
+                     "or another seed")
+        return TrainResult(model=self.model, stats=stats)
+
+
 # ---------------------------------------------------------------------- main entry
 def train_gradiend(
     batches: Callable[[int], Iterable[Batch]] | Iterable[Batch],
@@ -327,88 +443,9 @@ def train_gradiend(
     t0 = time.perf_counter()
     say = log or logger.info
     epoch_fn = _epoch_source(batches)
-    labels = None
-    if cfg.do_eval and eval_set is not None and len(eval_set) > 0:
-        labels = torch.as_tensor(eval_set.labels).double().reshape(-1).cpu().numpy()  # (N,)
-        _check_eval_labels(labels)
-    device = torch.device(cfg.device)
-    model = GradiendModel(input_dim, cfg.latent_dim, cfg.activation_encoder, cfg.activation_decoder,
-                          cfg.bias_decoder, seed=seed).to(device)
-    model.train()
-    opt = _make_optimizer(model, cfg)
-    rec = _Recorder()
-    losses: list[float] = []
-    enc_norms: list[float] = []
-    dec_norms: list[float] = []
-    total = cfg.max_steps if cfg.max_steps > 0 else None
-    bar = _tty_bar(total) if progress is None else None
-
-    def evaluate(step: int) -> dict:
-        enc = encode_rows(model, eval_set.sources, labels.size, cfg.eval_batch_size)
-        corr, means = summarize(enc, labels)
-        if cfg.normalize and cfg.latent_dim == 1 and corr < FLIP_BELOW:
-            _flip_(model, opt)
-            corr, means = -corr, {k: -v for k, v in means.items()}
-            rec.flips.append(step)
-            say(f"step {step}: correlation {-corr:.3f} < {FLIP_BELOW}; flipped the GRADIEND sign")
-        rec.add(step, corr, means, model)
-        say(f"step {step}: eval correlation {corr:.4f}, mean +1 {means['1']:.3f}, mean -1 {means['-1']:.3f}")
-        return {"correlation": corr, "mean_by_class": means}
-
-    def report(step: int, info: dict) -> None:
-        if progress is not None:
-            progress(step, total, info)
-        elif bar is not None:
-            bar.update(step - bar.n)
-            bar.set_postfix({k: f"{v:.4g}" for k, v in info.items() if isinstance(v, float)})
-
-    if labels is not None:
-        report(0, evaluate(0))
-    step = 0
-    epochs = range(10**12) if cfg.max_steps > 0 else range(cfg.num_epochs)
-    try:
-        for epoch in epochs:
-            it = epoch_fn(epoch)
-            n_epoch = len(it) if hasattr(it, "__len__") else None
-            if total is None and n_epoch is not None and cfg.max_steps <= 0:
-                total = n_epoch * cfg.num_epochs  # progress display only
-            final_epoch = cfg.max_steps <= 0 and epoch == cfg.num_epochs - 1
-            seen = 0
-            for batch in it:
-                x, y = _as_pair(batch, input_dim, device, model.dtype)
-                seen += 1
-                step += 1
-                losses.append(_train_step(model, opt, x, y, step, cfg.learning_rate))
-                e_norm, d_norm = _norms(model)
-                enc_norms.append(e_norm)
-                dec_norms.append(d_norm)
-                info: dict = {"epoch": epoch, "loss": losses[-1]}
-                is_last = step == cfg.max_steps or (final_epoch and seen == n_epoch)
-                if labels is not None and (step % cfg.eval_steps == 0 or is_last):
-                    info.update(evaluate(step))
-                report(step, info)
-                if step == cfg.max_steps:
-                    break
-            if seen == 0:
-                raise DataError(f"training epoch {epoch} yielded no batches; pass a callable epoch -> iterable "
-                                "or a list (a one-shot iterator cannot be replayed) with at least one batch")
-            if step == cfg.max_steps:
-                break
-        if labels is not None and rec.eval_steps[-1] != step:
-            report(step, evaluate(step))  # last step not known in advance (unsized iterables)
-    finally:
-        if bar is not None:
-            bar.close()
-
-    if rec.best_state is not None:
-        model.load_state_dict(rec.best_state)
-    model.eval().to("cpu")
-    stats = _stats(rec, cfg, labels is not None, step, losses, enc_norms, dec_norms)
-    stats.update(seconds=time.perf_counter() - t0, steps=step, seed=int(seed))
-    if stats["converged"] is False:
-        say(f"GRADIEND did not converge (best |correlation| {abs(stats['best']['correlation']):.3f}, "
-            f"threshold {cfg.convergence_threshold}); try more steps, a higher learning rate or another seed")
-    return TrainResult(model=model, stats=stats)
+    run = _TrainRun(eval_set, input_dim, cfg, seed, progress, say)
+    run.train(epoch_fn)
+    return run.finish(t0)
 
 
 def _stats(rec: _Recorder, cfg: TrainConfig, evaluated: bool, step: int, losses, enc_norms, dec_norms) -> dict:
