@@ -18,8 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def main(config: str, store: str, stage_id: str) -> dict:
     from gradiend_core.cas import ArtifactStore
     from gradiend_core.experiment import load_experiment
-    from gradiend_core.stages.plan import plan
-    from gradiend_core.stages.runner import run_stage
+    from gradiend_core.stages.plan import plan, run_step
 
     steps = plan(load_experiment(config))
     if stage_id not in steps:
@@ -28,7 +27,7 @@ def main(config: str, store: str, stage_id: str) -> dict:
     p = steps[stage_id]
     inputs = {name: s.load(steps[i].stage, steps[i].key) for name, i in p.inputs.items()}
     t0 = time.perf_counter()
-    m = run_stage(s, p.stage, p.module.VERSION, p.conf, inputs, p.module.build, paths=p.paths)
+    m = run_step(s, p, inputs)
     seconds = time.perf_counter() - t0
     from _common import dir_size  # noqa: E402  (bench/ is sys.path[0] when run as a script)
 

@@ -31,11 +31,10 @@ def pronoun_rows(n: int, seed: int = 42):
     """n labelled (masked, factual, alternative) rows from the built-in data set, classes balanced."""
     from gradiend_core.data.creation import create_training_data
     from gradiend_core.experiment import DataSection
-    from gradiend_core.stages.common import corpus_texts
-    from gradiend_core.stages.create_data import data_config
+    from gradiend_core.data.corpus import corpus_texts
 
     d = DataSection(max_per_class=max(10, (n + 1) // 2), neutral_max=1, seed=seed)
-    df = create_training_data(corpus_texts(d), data_config(d).validate())
+    df = create_training_data(corpus_texts(d), d.resolved())
     df = df.sample(frac=1.0, random_state=seed).head(n)
     return list(df["masked"]), list(df["factual"]), list(df["alternative"])
 
@@ -87,12 +86,12 @@ def stored_map(base, rows, full_width: bool):
     pre-pruned to the top 10% dims of a stratified 8-row sample (or the full width)."""
     import pandas as pd
 
-    from gradiend_core.experiment import ExtractSection, PrePruneSection
+    from gradiend_core.experiment import ExtractSection
     from gradiend_core.gradients import GradientExtractor
     from gradiend_core.param_map import select_parameters
-    from gradiend_core.stages.pre_prune import sample_keep
+    from gradiend_core.pruning import PrePruneConfig, sample_keep
 
-    x, p = ExtractSection(), PrePruneSection()
+    x, p = ExtractSection(), PrePruneConfig()
     pmap = select_parameters(base.model, x.include, x.exclude)
     if full_width or not p.enabled:
         return pmap, pmap.input_dim

@@ -54,7 +54,7 @@ def _check_target_class(cfg: ExperimentConfig) -> None:
     """rewrite.target_class is read by the last stage only: check it against the classes up front."""
     from gradiend_core.config_loader import suggest
     from gradiend_core.errors import ConfigError
-    from gradiend_core.stages.common import class_map
+    from gradiend_core.data.corpus import class_map
 
     target, classes = cfg.rewrite.target_class, list(class_map(cfg.data))
     if target is not None and target not in classes:
@@ -67,8 +67,8 @@ def _check_inputs(cfg: ExperimentConfig, store: ArtifactStore, steps) -> None:
     model, bad data or a full disk is reported before minutes of work and with the store unchanged."""
     from gradiend_core.lm import load_base_model, target_token_ids
     from gradiend_core.param_map import select_parameters
-    from gradiend_core.stages import create_data, extract_gradients
-    from gradiend_core.stages.common import class_map, corpus_texts, neutral_texts
+    from gradiend_core.stages import extract_gradients
+    from gradiend_core.data.corpus import class_map, corpus_texts, neutral_texts
 
     base = load_base_model(cfg.model.name_or_path, allow_missing_head=cfg.model.fit_head != "never")
     classes = class_map(cfg.data)
@@ -81,13 +81,13 @@ def _check_inputs(cfg: ExperimentConfig, store: ArtifactStore, steps) -> None:
     else:
         from gradiend_core.data.creation import create_training_data
 
-        n_rows = len(create_training_data(corpus_texts(cfg.data), create_data.data_config(cfg.data).validate()))
+        n_rows = len(create_training_data(corpus_texts(cfg.data), cfg.data.resolved()))
         neutral_texts(cfg.data)  # readable (UTF-8, exists)
     x = cfg.extract
     n_rows += x.max_neutral_rows or cfg.data.neutral_max or 0
     dim = select_parameters(base.model, x.include, x.exclude).input_dim
     if cfg.pre_prune.enabled:  # only the kept dims are stored
-        from gradiend_core.stages.pre_prune import resolve_k
+        from gradiend_core.pruning import resolve_k
 
         dim = resolve_k(cfg.pre_prune.topk, dim)
     extract_gradients.check_disk(store.root, n_rows, dim, x.dtype)

@@ -116,7 +116,8 @@ def cmd_status(args) -> int:
     cfg = resolve_config(args.config, args.set)
     store = open_store(args.store)  # a URL store: its manifests and listing only, nothing is downloaded
     for sid, p in plan(cfg).items():
-        print(f"{sid:<22} {p.key:<22} {store.status(p.stage, p.key)}")
+        report = f"   report {store.status(p.decl.report_stage, p.report_key)}" if p.report_key else ""
+        print(f"{sid:<22} {p.key:<22} {store.status(p.stage, p.key):<8}{report}")
     return 0
 
 
@@ -162,7 +163,8 @@ def cmd_gc(args) -> int:
     store = open_store(args.store)
     keep = set()
     for c in (args.configs or [None]):
-        keep |= {(p.stage, p.key) for p in plan(resolve_config(c)).values()}
+        for p in plan(resolve_config(c)).values():
+            keep |= {(p.stage, p.key)} | ({(p.decl.report_stage, p.report_key)} if p.report_key else set())
     outputs = [(s, k) for s, k in store.outputs() if (s, k) not in keep]
     leftovers = store.leftovers()
     doomed = [store.where(s, k) for s, k in outputs] + [str(p) for p in leftovers]

@@ -10,19 +10,13 @@ from prefect.futures import PrefectFuture
 from gradiend_core.cas import open_store
 from gradiend_core.config_loader import from_dict
 from gradiend_core.experiment import ExperimentConfig
-from gradiend_core.stages.plan import plan
+from gradiend_core.stages.plan import StagePlan, plan
 from tasks.cache import results_dir
-from tasks import (create_data, decoder_grid, evaluate_encoder, extract_gradients, post_prune, pre_prune,
-                   prepare_model, rewrite, select_seed, train_seed)
+from tasks.stage import split_tasks, stage_task
 
 # tasks pass manifests (small dicts), never arrays: Ray's minimum object store is plenty, and the
 # default (30% of RAM in /dev/shm) would be reserved for nothing
 RAY_OBJECT_STORE_BYTES = 100 * 2**20
-
-TASKS = {t.name: t for t in (prepare_model.prepare_model, create_data.create_data,
-                             extract_gradients.extract_gradients, pre_prune.pre_prune, train_seed.train_seed,
-                             select_seed.select_seed, post_prune.post_prune, evaluate_encoder.evaluate_encoder,
-                             decoder_grid.decoder_grid, rewrite.rewrite)}
 
 
 def task_runner(cfg: ExperimentConfig):
@@ -55,66 +49,58 @@ def gradiend_flow(experiment: dict, store: str) -> dict:
     futures: dict[str, PrefectFuture] = {}
     storage = results_dir(store)
     storage.mkdir(parents=True, exist_ok=True)
-    seeds = [s for s in steps.values() if s.stage == "train-seed"]
-    for s in steps.values():
-        if s.stage == "train-seed":
-            if s is seeds[0]:  # fan out all seeds at once
-                t = TASKS["train-seed"].with_options(result_storage=storage)
-                maps = t.map(store=unmapped(store), conf=[p.conf for p in seeds], paths=unmapped({}),
-                             inputs=unmapped({n: futures[i] for n, i in s.inputs.items()}),
-                             experiment=unmapped(cfg.name))
-                futures.update({p.id: f for p, f in zip(seeds, maps)})
-            continue
-        if s.stage == "extract-gradients" and cfg.runner.extract_shards > 1:
-            futures[s.id] = extract_in_shards(s, cfg, store, {n: futures[i] for n, i in s.inputs.items()})
-            continue
-        if s.stage == "decoder-grid" and cfg.runner.grid_parts > 1:
-            futures[s.id] = grid_in_parts(s, cfg, store, {n: futures[i] for n, i in s.inputs.items()})
-            continue
-        t = TASKS[s.stage].with_options(result_storage=storage)
-        futures[s.id] = t.submit(store=store, conf=s.conf, paths=s.paths,
-                                 inputs={n: futures[i] for n, i in s.inputs.items()}, experiment=cfg.name)
+    for group in _groups(steps):
+        futures.update(submit(group, cfg, store, storage, futures))
     manifests = {sid: f.result() for sid, f in futures.items()}
     states = {sid: f.state for sid, f in futures.items()}
     summary = summarize(steps, manifests, states, time.perf_counter() - t0, store)
-    from tasks.artifacts import publish_run_report
+    from tasks.artifacts import publish_run_report, stage_keys
 
-    publish_run_report(summary, manifests, cfg.name)
+    keys = {sid: stage_keys(steps[sid].decl, m, cfg.name) for sid, m in manifests.items()}
+    publish_run_report(summary, manifests, keys, cfg.name)
     return summary
 
 
-def extract_in_shards(s, cfg: ExperimentConfig, store: str, inputs: dict) -> PrefectFuture:
-    """extract-gradients as prepare -> one task per row shard -> finalize (see `in_parts`)."""
-    from tasks.extract_gradients import extract_finalize, extract_prepare, extract_shard
-
-    return in_parts(s, cfg, store, inputs, (extract_prepare, extract_shard, extract_finalize),
-                    cfg.runner.extract_shards, "blocks")
-
-
-def grid_in_parts(s, cfg: ExperimentConfig, store: str, inputs: dict) -> PrefectFuture:
-    """decoder-grid as prepare -> one task per part of the cells -> finalize (see `in_parts`)."""
-    from tasks.decoder_grid import grid_finalize, grid_part, grid_prepare
-
-    return in_parts(s, cfg, store, inputs, (grid_prepare, grid_part, grid_finalize), cfg.runner.grid_parts, "parts")
+def _groups(steps: dict[str, StagePlan]) -> list[list[StagePlan]]:
+    """Plan steps grouped by stage, in plan order: a fanned-out stage's steps are submitted at once."""
+    groups: dict[str, list[StagePlan]] = {}
+    for p in steps.values():
+        groups.setdefault(p.stage, []).append(p)
+    return list(groups.values())
 
 
-def in_parts(s, cfg: ExperimentConfig, store: str, inputs: dict, steps: tuple, count: int,
-             units: str) -> PrefectFuture:
+def submit(group: list[StagePlan], cfg: ExperimentConfig, store: str, storage, futures: dict) -> dict:
+    """Futures of one stage's steps: one task each (mapped when fanned out), or prepare -> parts ->
+    finalize when the stage is declared with a Split and the runner asks for more than one part."""
+    s = group[0]
+    inputs = {n: futures[i] for n, i in s.inputs.items()}
+    if s.decl.split is not None and s.decl.split.count(cfg) > 1:
+        return {s.id: in_parts(s, cfg, store, inputs)}
+    t = stage_task(s.stage).with_options(result_storage=storage)
+    if s.decl.fanout is None:
+        return {s.id: t.submit(store=store, conf=s.conf, paths=s.paths, inputs=inputs, experiment=cfg.name)}
+    maps = t.map(store=unmapped(store), conf=[p.conf for p in group], paths=unmapped(s.paths),
+                 inputs=unmapped(inputs), experiment=unmapped(cfg.name))
+    return {p.id: f for p, f in zip(group, maps)}
+
+
+def in_parts(s: StagePlan, cfg: ExperimentConfig, store: str, inputs: dict) -> PrefectFuture:
     """One stage as prepare -> one task per entry of plan[units] (fanned out by the task runner) -> finalize.
 
     The output's lock is held here, in the flow process, from prepare to finalize: the plan (and for
     extraction the staging dir) outlives each task. Only stages that everything after them needs
-    (extraction) or that only the last stage needs (the grid: rewrite) go this way, so waiting for
-    the output here costs no parallelism.
+    (extraction) or that only the last stage needs (the grid: rewrite) are split, so waiting for the
+    output here costs no parallelism.
     """
-    prepare, step, finalize = steps
+    prepare, part, finalize = split_tasks(s.stage)
+    sp = s.decl.split
     with open_store(store).lock(s.stage, s.key):
-        plan = prepare.submit(store=store, conf=s.conf, inputs=inputs, count=count).result()
-        parts = [] if "cached" in plan else step.map(
-            store=unmapped(store), conf=unmapped(s.conf), inputs=unmapped(inputs), plan=unmapped(plan),
-            index=list(range(len(plan[units]))))
+        work = prepare.submit(store=store, conf=s.conf, inputs=inputs, count=sp.count(cfg)).result()
+        parts = [] if "cached" in work else part.map(
+            store=unmapped(store), conf=unmapped(s.conf), inputs=unmapped(inputs), plan=unmapped(work),
+            index=list(range(len(work[sp.units]))))
         results = [p.result() for p in parts]  # a failed part raises its own error here
-        done = finalize.submit(store=store, conf=s.conf, inputs=inputs, plan=plan, parts=results,
+        done = finalize.submit(store=store, conf=s.conf, inputs=inputs, plan=work, parts=results,
                                experiment=cfg.name, wait_for=parts)
         done.wait()
     return done
@@ -128,6 +114,9 @@ def summarize(steps, manifests: dict, states: dict, seconds: float, store: str) 
         for fanned in ("shards", "parts"):  # the tasks a fanned-out stage ran as
             if not cached and m.get(fanned):
                 stages[sid][fanned] = m[fanned]
+        if m.get("report"):  # the plots drawn from the stored results (a Prefect-cached task drew nothing)
+            stages[sid]["report"] = {"key": m["report"]["key"],
+                                     "cached": bool(m["report"]["cached"]) or states[sid].name == "Cached"}
     ev = manifests["evaluate-encoder"]["info"]
     rw = manifests["rewrite"]["info"]
     sel = rw["selected"]

@@ -48,9 +48,17 @@ def from_dict(cls: type, data: Any, where: str) -> Any:
         try:
             obj.validate()
         except ConfigError as e:
-            msg = str(e)
-            raise ConfigError(msg if not where or msg.startswith(where) else f"{where}: {msg}") from None
+            raise ConfigError(_within(where, str(e), fields)) from None
     return obj
+
+
+def _within(where: str, msg: str, fields) -> str:
+    """A section's validation message, naming the section: "learning_rate must be > 0" in section
+    "train" reads "train.learning_rate must be > 0"."""
+    if not where or msg.startswith(where):
+        return msg
+    first = msg.split(" ", 1)[0]
+    return f"{where}.{msg}" if first in fields else f"{where}: {msg}"
 
 
 def _type_name(tp: Any) -> str:

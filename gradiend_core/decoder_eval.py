@@ -25,6 +25,7 @@ import contextlib
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import pandas as pd
 import torch
@@ -46,12 +47,12 @@ POLICIES = ("lms_threshold", "lms_times_metric")
 class DecoderGridConfig:
     learning_rates: list[float] | None = None   # None -> the reference's 16 values (100 ... 0.001)
     feature_factors: list[float] | None = None  # None -> gradiend.feature_factor(C) for every class
-    max_rows_per_class: int | None = None       # cap of probability rows per factual class (seeded sample)
-    lms_max_texts: int | None = None            # cap of neutral texts for the LMS
+    max_rows_per_class: int | None = 30         # cap of probability rows per factual class (seeded sample)
+    lms_max_texts: int | None = 60              # cap of neutral texts for the LMS
     batch_size: int = 32
-    policy: str = "lms_threshold"               # or "lms_times_metric"
+    policy: Literal["lms_threshold", "lms_times_metric"] = "lms_threshold"
     lms_ratio: float = 0.99                     # lms_threshold keeps cells with lms >= ratio * base_lms
-    part: str = "decoder"
+    part: Literal["decoder", "decoder-weight", "decoder-bias", "decoder-sum", "encoder-weight"] = "decoder"
     seed: int = 42
 
     def validate(self) -> "DecoderGridConfig":

@@ -1,9 +1,12 @@
 """The experiment: one typed config section per pipeline stage, loaded from one YAML file.
 
 Each stage reads only its own section (its "slice"), so editing one section never invalidates the
-outputs of stages that do not read it. The defaults below ARE the embedded default experiment
-(English pronoun number, 3SG vs 3PL, on the packaged all-MiniLM-L6-v2 encoder with a fitted MLM head);
-`examples/pronoun_number.yaml` spells them out.
+outputs of stages that do not read it. A section is the method's own config where the method has one
+(data.creation.DataConfig, pruning.PrePruneConfig, training.TrainConfig, seeds.SeedSelectionConfig,
+decoder_eval.DecoderGridConfig): one set of fields, one set of defaults. The defaults ARE the
+embedded default experiment (English pronoun number, 3SG vs 3PL, on the packaged all-MiniLM-L6-v2
+encoder with a fitted MLM head); `examples/pronoun_number.yaml` spells them out, and
+docs/DEVIATIONS.md lists every one that differs from the reference.
 """
 from __future__ import annotations
 
@@ -14,26 +17,18 @@ from typing import Any, Literal
 
 import yaml
 
+from .config_checks import fraction_or_count, positive
 from .config_loader import from_dict, suggest, to_dict
+from .data.corpus import class_map
+from .data.creation import DataConfig
+from .decoder_eval import DecoderGridConfig
 from .errors import ConfigError
+from .pruning import PrePruneConfig
+from .seeds import SeedSelectionConfig
+from .training import TrainConfig
 
 Kind = Literal["factual", "alternative", "diff"]
 Part = Literal["decoder-weight", "decoder-bias", "decoder-sum", "encoder-weight"]
-
-
-def _positive(where: str, **values: float | int | None) -> None:
-    for name, v in values.items():
-        if v is not None and v <= 0:
-            raise ConfigError(f"{where}.{name} must be > 0, got {v}")
-
-
-def _fraction_or_count(where: str, name: str, v: float | int | None) -> None:
-    if v is None:
-        return
-    if isinstance(v, float) and not (0.0 < v <= 1.0):
-        raise ConfigError(f"{where}.{name}: a fraction must be in (0, 1], got {v}; or give an int count")
-    if isinstance(v, int) and v < 1:
-        raise ConfigError(f"{where}.{name}: a count must be >= 1, got {v}")
 
 
 @dataclass
@@ -48,40 +43,29 @@ class ModelSection:
     head_seed: int = 0
 
     def validate(self) -> None:
-        _positive("model", head_steps=self.head_steps, head_lr=self.head_lr,
+        positive("model", head_steps=self.head_steps, head_lr=self.head_lr,
                   head_batch_size=self.head_batch_size, head_max_texts=self.head_max_texts)
 
 
 @dataclass
-class DataSection:
-    """create-data: base texts, feature classes, caps and splits."""
+class DataSection(DataConfig):
+    """create-data: where the texts come from (a builtin or the user's files), then DataConfig's
+    classes, caps, balance and splits."""
+    classes: dict[str, list[str]] | None = None   # default: the builtin's classes (first class = label +1)
     builtin: str | None = "pronoun_number"       # pronoun_number | gender | null (then `corpus`)
     corpus: str | None = None                     # .txt/.csv/.parquet/.jsonl file, or a local HF dataset dir
     text_column: str = "text"
     neutral_corpus: str | None = None             # default: the builtin's neutral texts, else `corpus`
-    classes: dict[str, list[str]] | None = None   # default: the builtin's classes (first class = label +1)
-    max_per_class: int | None = 120
-    balance: Literal["none", "cap", "equal"] = "equal"
-    min_left_context_words: int = 0
-    train_ratio: float = 0.8
-    validation_ratio: float = 0.1
-    test_ratio: float = 0.1
-    split_mode: Literal["random", "vocabulary"] = "random"
-    neutral_max: int | None = 60
-    neutral_exclude: list[str] = field(default_factory=list)
-    seed: int = 42
 
-    def validate(self) -> None:
+    def validate(self) -> "DataSection":
         if self.builtin is None and self.corpus is None:
             raise ConfigError("data: set `builtin` (pronoun_number, gender) or `corpus` (a text file)")
-        total = self.train_ratio + self.validation_ratio + self.test_ratio
-        if abs(total - 1.0) > 1e-6:
-            raise ConfigError(f"data: train/validation/test ratios sum to {total:g}, not 1; fix the ratios")
-        if min(self.train_ratio, self.validation_ratio, self.test_ratio) < 0:
-            raise ConfigError("data: split ratios must be >= 0")
-        _positive("data", max_per_class=self.max_per_class, neutral_max=self.neutral_max)
-        if self.min_left_context_words < 0:
-            raise ConfigError("data.min_left_context_words must be >= 0")
+        DataConfig.validate(self.resolved())
+        return self
+
+    def resolved(self) -> "DataSection":
+        """This section with `classes` filled in (the builtin's when none are given)."""
+        return dataclasses.replace(self, classes=class_map(self))
 
 
 @dataclass
@@ -100,66 +84,27 @@ class ExtractSection:
                                                   # 1 leaves the other core to the compressing writer
 
     def validate(self) -> None:
-        _positive("extract", batch_size=self.batch_size, micro_batch_size=self.micro_batch_size,
+        positive("extract", batch_size=self.batch_size, micro_batch_size=self.micro_batch_size,
                   max_neutral_rows=self.max_neutral_rows, threads=self.threads)
         if self.micro_batch_size > self.batch_size:
             raise ConfigError("extract.micro_batch_size must be <= extract.batch_size")
 
 
 @dataclass
-class PrePruneSection:
-    """pre-prune: keep the input dims with the largest |mean source gradient| over a stratified sample."""
-    enabled: bool = True
-    n_samples: int = 8
-    topk: float | int = 0.1
-    source: Kind = "alternative"
-    seed: int = 0
-
-    def validate(self) -> None:
-        _positive("pre_prune", n_samples=self.n_samples)
-        _fraction_or_count("pre_prune", "topk", self.topk)
-
-
-@dataclass
-class TrainSection:
-    """train-seed: the GRADIEND training run (one per seed)."""
+class TrainSection(TrainConfig):
+    """train-seed: TrainConfig (the training run), and how the pipeline feeds it and how many seeds."""
     source: Kind = "alternative"
     target: Kind = "diff"
-    base_batch_size: int = 2          # examples averaged into one gradient (reference: one base batch)
-    batch_size: int = 1               # gradient vectors per optimizer step
-    learning_rate: float = 1e-5       # the reference's default; 1e-3 saturates tanh within 25 steps here
-    weight_decay: float = 1e-2
-    adam_epsilon: float = 1e-8
-    optim: Literal["adamw", "adam"] = "adamw"
-    max_steps: int = 100              # > 0 overrides num_epochs
-    num_epochs: int = 3
-    eval_steps: int = 25
+    base_batch_size: int = 2          # examples averaged into one gradient (reference: one base batch of 32)
     eval_max_rows: int | None = None  # validation rows per class used for in-training evaluation
-    latent_dim: int = 1
-    activation_encoder: str = "tanh"
-    activation_decoder: str = "id"
-    bias_decoder: bool = True
-    normalize: bool = True
     seed: int = 0                     # data order seed, and the first model seed
     max_seeds: int = 3
 
-    def validate(self) -> None:
-        _positive("train", base_batch_size=self.base_batch_size, batch_size=self.batch_size,
-                  learning_rate=self.learning_rate, eval_steps=self.eval_steps, latent_dim=self.latent_dim,
-                  max_seeds=self.max_seeds, num_epochs=self.num_epochs, eval_max_rows=self.eval_max_rows)
-        if self.weight_decay < 0 or self.adam_epsilon <= 0:
-            raise ConfigError("train: weight_decay must be >= 0 and adam_epsilon > 0")
-
-
-@dataclass
-class SelectSection:
-    """select-seed: convergence-aware choice among the trained seeds."""
-    threshold: float = 0.5
-    mean_threshold: float = 0.5
-    min_convergent_seeds: int = 1
-
-    def validate(self) -> None:
-        _positive("select", min_convergent_seeds=self.min_convergent_seeds)
+    def validate(self) -> "TrainSection":
+        positive("train", base_batch_size=self.base_batch_size, max_seeds=self.max_seeds,
+                 eval_max_rows=self.eval_max_rows)
+        TrainConfig.validate(self)
+        return self
 
 
 @dataclass
@@ -170,7 +115,7 @@ class PostPruneSection:
     part: Part = "decoder-weight"
 
     def validate(self) -> None:
-        _fraction_or_count("post_prune", "topk", self.topk)
+        fraction_or_count("post_prune", "topk", self.topk)
 
 
 @dataclass
@@ -178,25 +123,6 @@ class EncoderEvalSection:
     """evaluate-encoder: encode the test split and neutral rows from stored gradients."""
     split: Literal["train", "validation", "test"] = "test"
     include_neutral: bool = True
-
-
-@dataclass
-class DecoderGridSection:
-    """decoder-grid: feature factors x learning rates, scored for class probability and LMS."""
-    learning_rates: list[float] | None = None     # default: the reference's 16 values, 100 .. 0.001
-    feature_factors: list[float] | None = None    # default: from class encoding directions and source
-    max_rows_per_class: int | None = 30
-    lms_max_texts: int | None = 60
-    batch_size: int = 32
-    policy: Literal["lms_threshold", "lms_times_metric"] = "lms_threshold"
-    lms_ratio: float = 0.99
-    seed: int = 42
-
-    def validate(self) -> None:
-        _positive("decoder_grid", max_rows_per_class=self.max_rows_per_class, batch_size=self.batch_size,
-                  lms_max_texts=self.lms_max_texts, lms_ratio=self.lms_ratio)
-        if self.learning_rates is not None and not self.learning_rates:
-            raise ConfigError("decoder_grid.learning_rates is empty; give at least one or null for the default")
 
 
 @dataclass
@@ -220,7 +146,7 @@ class RunnerSection:
     grid_parts: int = 1
 
     def validate(self) -> None:
-        _positive("runner", max_workers=self.max_workers, extract_shards=self.extract_shards)
+        positive("runner", max_workers=self.max_workers, extract_shards=self.extract_shards)
         if self.grid_parts < 1:
             raise ConfigError(f"runner.grid_parts must be an integer >= 1 (the number of decoder-grid tasks), "
                               f"got {self.grid_parts}; set runner.grid_parts: 1 for one task")
@@ -232,12 +158,12 @@ class ExperimentConfig:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     extract: ExtractSection = field(default_factory=ExtractSection)
-    pre_prune: PrePruneSection = field(default_factory=PrePruneSection)
+    pre_prune: PrePruneConfig = field(default_factory=PrePruneConfig)
     train: TrainSection = field(default_factory=TrainSection)
-    select: SelectSection = field(default_factory=SelectSection)
+    select: SeedSelectionConfig = field(default_factory=SeedSelectionConfig)
     post_prune: PostPruneSection = field(default_factory=PostPruneSection)
     evaluate_encoder: EncoderEvalSection = field(default_factory=EncoderEvalSection)
-    decoder_grid: DecoderGridSection = field(default_factory=DecoderGridSection)
+    decoder_grid: DecoderGridConfig = field(default_factory=DecoderGridConfig)
     rewrite: RewriteSection = field(default_factory=RewriteSection)
     runner: RunnerSection = field(default_factory=RunnerSection)
 

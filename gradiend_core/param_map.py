@@ -16,6 +16,7 @@ import difflib
 import hashlib
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import torch
@@ -383,3 +384,27 @@ def select_parameters(model: nn.Module, include: list[str] | None = None,
     if not specs or sum(s.numel for s in specs) == 0:
         raise ConfigError("the include/exclude patterns select no parameter; loosen them")
     return ParamMap(specs)
+
+
+# ----------------------------------------------------------------------------- on disk
+
+def save_param_map(directory: Path, pmap: ParamMap) -> None:
+    """param_map.json, and param_map.safetensors with the selected indices of every pruned tensor."""
+    from safetensors.torch import save_file
+
+    from gradiend_core.io import atomic_write_json
+
+    atomic_write_json(directory / "param_map.json", pmap.to_json())
+    tensors = pmap.tensors()
+    if tensors:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(directory / "param_map.safetensors"))
+
+
+def load_param_map(directory: Path) -> ParamMap:
+    """The map `save_param_map` wrote into `directory`."""
+    from safetensors.torch import load_file
+
+    from gradiend_core.io import read_json
+
+    t = directory / "param_map.safetensors"
+    return ParamMap.from_json(read_json(directory / "param_map.json"), load_file(str(t)) if t.exists() else {})

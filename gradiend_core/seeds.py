@@ -32,7 +32,7 @@ STRATEGY_FALLBACK = "highest_correlation_fallback"
 class SeedSelectionConfig:
     threshold: float = 0.5
     mean_threshold: float = 0.5
-    min_convergent_seeds: int = 1  # the pipeline stops trying seeds once this many converged
+    min_convergent_seeds: int = 1  # reported as enough_convergent (every seed is trained; no early stop)
 
     def validate(self) -> "SeedSelectionConfig":
         for name in ("threshold", "mean_threshold"):

@@ -29,7 +29,7 @@ import math
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Literal
 
 import numpy as np
 import torch
@@ -57,11 +57,11 @@ class TrainConfig:
     learning_rate: float = 1e-5
     weight_decay: float = 1e-2
     adam_epsilon: float = 1e-8
-    optim: str = "adamw"  # "adamw" | "adam" (adam: weight_decay acts as L2)
+    optim: Literal["adamw", "adam"] = "adamw"  # adam: weight_decay acts as L2
     num_epochs: int = 3
-    max_steps: int = -1  # > 0 overrides num_epochs (epochs repeat until max_steps)
+    max_steps: int = 100  # > 0 overrides num_epochs (epochs repeat until max_steps); reference: -1 (3 epochs)
     batch_size: int = 1  # G: gradient vectors per step; the pipeline batches, the loop takes what it gets
-    eval_steps: int = 250
+    eval_steps: int = 25  # reference: 250 (more than max_steps here)
     latent_dim: int = 1
     activation_encoder: str = "tanh"
     activation_decoder: str = "id"

@@ -31,7 +31,16 @@ class StageCachePolicy(CachePolicy):
     def compute_key(self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any],
                     **kwargs: Any) -> Optional[str]:
         key = key_for(self.stage, self.version, inputs["conf"], inputs.get("inputs") or {})
-        cache_key = f"{self.stage}-{key}"
+        cache_key = f"{self.stage}-{key}" + report_suffix(self.stage)
         if not open_store(inputs["store"]).is_valid(self.stage, key):
             (results_dir(inputs["store"]) / cache_key).unlink(missing_ok=True)
         return cache_key
+
+
+def report_suffix(stage: str) -> str:
+    """The stage's report code version (read now, not when the task was made): a plot change makes
+    a new cache key, so the task runs again: the stage is reused from the store, the report re-drawn."""
+    from gradiend_core.stages.registry import stage as declared
+
+    r = declared(stage).report
+    return f"-{r.key_version()}" if r is not None and r.draw is not None else ""

@@ -132,15 +132,13 @@ def test_diverging_training_stops_without_a_checkpoint(env, tmp_path):
     from gradiend_core.cas import ArtifactStore
     from gradiend_core.errors import GradiendError
     from gradiend_core.experiment import load_experiment
-    from gradiend_core.stages.plan import plan
-    from gradiend_core.stages.runner import run_stage
+    from gradiend_core.stages.plan import plan, run_step
 
     s, done = ArtifactStore(tmp_path / "store"), {}
     steps = plan(load_experiment(env / "config.yaml", ["train.learning_rate=1e30", "train.max_seeds=1"]))
     with pytest.raises(GradiendError, match="lower the learning rate") as e:
         for sid, p in steps.items():
-            inputs = {n: done[i] for n, i in p.inputs.items()}
-            done[sid] = run_stage(s, p.stage, p.module.VERSION, p.conf, inputs, p.module.build, paths=p.paths)
+            done[sid] = run_step(s, p, {n: done[i] for n, i in p.inputs.items()})
     assert "\n" not in str(e.value) and set(done) == {"prepare-model", "create-data", "extract-gradients",
                                                       "pre-prune"}
     assert not [k for st, k in s.outputs() if st == "train-seed"] and s.leftovers() == []

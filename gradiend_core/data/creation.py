@@ -33,7 +33,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -59,14 +59,16 @@ class DataConfig:
 
     classes: Any
     min_left_context_words: int = 0
-    max_per_class: int | None = None
-    balance: str = "none"  # none: keep all (or max_per_class) | cap: max_per_class required | equal: cut to smallest
+    max_per_class: int | None = 120  # sentences per factual class (reference: no cap)
+    # none: keep all (or max_per_class) | cap: max_per_class required | equal: cut every class to the smallest
+    balance: Literal["none", "cap", "equal"] = "equal"
     train_ratio: float = 0.8
     validation_ratio: float = 0.1
     test_ratio: float = 0.1
-    split_mode: str = "random"  # random rows per class | vocabulary: whole target words held out per split
+    # random rows per class | vocabulary: whole target words held out per split
+    split_mode: Literal["random", "vocabulary"] = "random"
     seed: int = 42
-    neutral_max: int | None = None
+    neutral_max: int | None = 60     # neutral sentences kept (reference: all)
     neutral_exclude: list[str] = field(default_factory=list)
 
     def validate(self) -> "DataConfig":

@@ -1,6 +1,8 @@
 """Pipeline stages as plain functions over the content-addressed store (no Prefect here).
 
-Each stage module defines NAME, VERSION (bump when its output semantics change), `config_slice(cfg)`
-(exactly the settings it reads) and `build(out, conf, inputs, progress)` which writes its output into
-the staging directory `out` and returns a small JSON-able `info` dict for the manifest.
+Each stage module defines `build(out, conf, inputs, progress, paths)`, which writes its output into
+the staging directory `out` and returns a small JSON-able `info` dict for the manifest, and declares
+the stage once as `STAGE = declaration.Stage(...)`: name, code version, config sections, upstream
+inputs, fan-out, split into parts and report. registry.STAGES lists them in pipeline order; the plan,
+the Prefect tasks, the UI artifacts and the CLI derive from it.
 """

@@ -3,40 +3,37 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data.creation import DataConfig, create_neutral_data, create_training_data, neutral_exclude_words, write_dataset
-from .common import class_map, corpus_identity, corpus_texts, neutral_texts, section
+from ..data.corpus import class_map, corpus_identity, corpus_texts, neutral_texts
+from ..data.creation import create_neutral_data, create_training_data, neutral_exclude_words, write_dataset
+from ..reports import create_data as report
+from .common import section
+from .declaration import Report, Stage
 
-NAME = "create-data"
-VERSION = "2"  # 2: classes as ordered [name, words] pairs
-
-
-def data_config(d) -> DataConfig:
-    return DataConfig(classes=class_map(d), min_left_context_words=d.min_left_context_words,
-                      max_per_class=d.max_per_class, balance=d.balance, train_ratio=d.train_ratio,
-                      validation_ratio=d.validation_ratio, test_ratio=d.test_ratio, split_mode=d.split_mode,
-                      seed=d.seed, neutral_max=d.neutral_max, neutral_exclude=list(d.neutral_exclude))
+PATHS = ("corpus", "neutral_corpus")  # file locations: not hashed (corpus_identity holds their digests)
 
 
 def config_slice(cfg) -> dict:
-    data_config(cfg.data).validate()  # bad classes / ratios fail before any stage runs
-    s = section(cfg.data)
+    s = {k: v for k, v in section(cfg.data).items() if k not in PATHS}
     # ordered pairs: manifests and keys are written with sorted JSON keys, and the first class is label +1
     s["classes"] = [[name, words] for name, words in class_map(cfg.data).items()]
     return {"data": s, "corpus": corpus_identity(cfg.data)}
 
 
 def paths(cfg) -> dict:
-    return {"corpus": cfg.data.corpus, "neutral_corpus": cfg.data.neutral_corpus}
+    return {k: getattr(cfg.data, k) for k in PATHS}
 
 
 def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     from ..experiment import DataSection
 
-    d = DataSection(**{**conf["data"], "classes": dict(conf["data"]["classes"]), "corpus": paths.get("corpus"),
-                       "neutral_corpus": paths.get("neutral_corpus")})
-    dc = data_config(d).validate()
+    d = DataSection(**{**conf["data"], "classes": dict(conf["data"]["classes"]), **paths}).validate()
     progress(0.1, "matching target words")
-    training = create_training_data(corpus_texts(d), dc)
-    neutral = create_neutral_data(neutral_texts(d), neutral_exclude_words(dc), dc.neutral_max, dc.seed)
+    training = create_training_data(corpus_texts(d), d)
+    neutral = create_neutral_data(neutral_texts(d), neutral_exclude_words(d), d.neutral_max, d.seed)
     summary = write_dataset(out, training, neutral)
-    return {"summary": summary, "classes": list(dc.class_map().items()), "labels": dc.labels()}
+    return {"summary": summary, "classes": list(d.class_map().items()), "labels": d.labels()}
+
+
+# version 2: classes as ordered [name, words] pairs; 3: the corpus paths out of the key (digests stay)
+STAGE = Stage(name="create-data", version="3", sections=("data",), build=build, conf=config_slice, paths=paths,
+              report=Report(artifacts=report.artifacts, extra=report.EXTRA))

@@ -27,20 +27,26 @@ from ..errors import StoreError
 from ..grad_store import create_store, for_writing, to_storage
 from ..io import atomic_write_json
 from ..param_map import ParamMap, select_parameters
+from ..param_map import load_param_map as read_param_map  # noqa: F401  (extract_shards uses it)
+from ..param_map import save_param_map as write_param_map
+from ..pruning import KEEP_FILE, PrePruneConfig, kept_per_param, sample_keep
+from ..reports import extract_gradients as report
 from .common import info, load_prepared_model, out_path, section
+from .declaration import Report, Stage, needs
 
 NAME = "extract-gradients"
-VERSION = "4"  # 3: per-example gradients from one padded batch pass (per_example.py); 4: pre-pruning
-# importance from the gradient of the sample's mean loss (float32 rounding, hence near-ties, differ)
+# 3: per-example gradients from one padded batch pass (per_example.py); 4: pre-pruning importance from
+# the gradient of the sample's mean loss (float32 rounding, hence near-ties, differ)
+VERSION = "4"
 MASK = "[MASK]"
 PROGRESS = "progress.json"  # in the staging dir while building: row blocks already written
 BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
 
 
 def config_slice(cfg) -> dict:
-    from .pre_prune import extraction_slice
-
-    return {"extract": section(cfg.extract), "pre_prune": extraction_slice(cfg)}
+    """The extract section, and of pre_prune what decides the stored bytes (nothing when it is off)."""
+    pre = section(cfg.pre_prune) if cfg.pre_prune.enabled else {"enabled": False}
+    return {"extract": section(cfg.extract), "pre_prune": pre}
 
 
 def neutral_rows(neutral: pd.DataFrame, exclude: set[str], max_rows: int | None, seed: int) -> pd.DataFrame:
@@ -151,14 +157,12 @@ def prune_first(out: Path, base, pmap: ParamMap, rows: pd.DataFrame, pp_conf: di
     """(map of the dims to store, pruning summary or None): pre-pruning runs before the bulk extraction."""
     from safetensors.torch import load_file, save_file
 
-    from ..experiment import PrePruneSection
     from ..gradients import GradientExtractor
     from ..io import read_json
-    from .pre_prune import KEEP_FILE, kept_per_param, sample_keep
 
     if not pp_conf.get("enabled"):
         return pmap, None
-    p = PrePruneSection(**pp_conf)
+    p = PrePruneConfig(**pp_conf)
     path, sample_path = out / KEEP_FILE, out / "pre_prune_sample.json"
     if path.exists():  # computed by the prepare step of this staging dir (or a killed run of the same key)
         keep, sample = load_file(str(path))["keep"], list(read_json(sample_path))
@@ -198,7 +202,6 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     return finish(out, ex)
 
 
-build.resumable = True  # run_stage hands it the staging dir of a killed run of the same key
 
 
 def extract_blocks(ex: Extraction, store, starts: list[int], record, progress, hash_root: Path | None = None) -> None:
@@ -319,19 +322,6 @@ def extract_block(extractor, block: pd.DataFrame, micro: int, dim: int, dtype: s
     return g_f, g_a
 
 
-def write_param_map(out: Path, pmap: ParamMap) -> None:
-    from safetensors.torch import save_file
-
-    atomic_write_json(out / "param_map.json", pmap.to_json())
-    tensors = pmap.tensors()
-    if tensors:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(out / "param_map.safetensors"))
-
-
-def read_param_map(directory: Path) -> ParamMap:
-    from safetensors.torch import load_file
-
-    from ..io import read_json
-
-    t = directory / "param_map.safetensors"
-    return ParamMap.from_json(read_json(directory / "param_map.json"), load_file(str(t)) if t.exists() else {})
+STAGE = Stage(name=NAME, version=VERSION, sections=("extract", "pre_prune"), build=build, conf=config_slice,
+              inputs=(needs("model", "prepare-model"), needs("data", "create-data")), resumable=True,
+              report=Report(artifacts=report.artifacts))

@@ -1,13 +1,14 @@
-"""decoder-grid split into parts: prepare, then N parts (fanned out by any task runner, on any host),
-then finalize.
+"""The decoder grid in pieces: `setup` (model, GRADIEND and the prepared, model-independent inputs),
+`write_outputs`, and the grid split into parts: prepare, then N parts (fanned out by any task
+runner, on any host), then finalize. decoder_grid.build is the one-task build of the same pieces.
 
 Cells are independent: each part loads the base model and the selected GRADIEND, rebuilds the same
 prepared inputs (seeded, model-independent, the same batches) and scores its cells with the same
 per-cell function as the one-task build (`decoder_eval.cell_record`: apply in place, score, restore
 bit-exactly). Finalize merges the records in canonical cell order and writes the one-task build's
-files with its code (`decoder_grid.write_outputs`), so the published output is byte-identical, under
-the same key (the part count is a runner setting, in no stage key). The steps pass small JSON-able
-plans and records (a few floats per cell), never tensors.
+files with `write_outputs`, so the published output is byte-identical, under the same key (the part
+count is a runner setting, in no stage key). The steps pass small JSON-able plans and records (a few
+floats per cell), never tensors.
 
 The caller holds the output's lock (`store.lock`) from prepare to finalize, so concurrent runs score
 the grid once; the steps themselves take no lock. Nothing is written before finalize, so a killed
@@ -17,19 +18,40 @@ from __future__ import annotations
 
 import shutil
 import time
+from pathlib import Path
 
 from ..cas import ArtifactStore
-from ..decoder_eval import base_record, grid_result, score_cells
+from ..checkpoint import load_gradiend
+from ..data.creation import read_dataset
+from ..decoder_eval import (DecoderGridConfig, GridResult, base_record, decoder_rows, grid_result, prepare_grid,
+                            score_cells)
 from ..errors import StoreError
-from . import decoder_grid as dg
-from .common import contiguous_runs
+from ..io import atomic_write_json
+from .common import contiguous_runs, info, load_prepared_model, out_path, pin_torch_threads
 from .runner import key_for, stage_record, staging_for
 
-NAME = dg.NAME
+
+def grid_config(d: dict) -> DecoderGridConfig:
+    return DecoderGridConfig(**d)
 
 
-def output_key(conf: dict, inputs: dict[str, dict]) -> str:
-    return key_for(NAME, dg.VERSION, conf, inputs)
+def setup(conf: dict, inputs: dict):
+    """(base LM, selected GRADIEND, prepared grid) from the stage's inputs (local manifests)."""
+    pin_torch_threads(2)  # the one-task build and every grid part alike; see common.pin_torch_threads
+    base = load_prepared_model(inputs["base"])
+    g = load_gradiend(out_path(inputs["model"]) / "model", expected_digest=base.digest)
+    training, neutral = read_dataset(out_path(inputs["data"]))
+    classes = dict(info(inputs["data"])["classes"])  # ordered [name, words] pairs
+    grid = prepare_grid(base.tokenizer, base.objective, g, decoder_rows(training), list(neutral["text"]),
+                        classes, grid_config(conf["decoder_grid"]))
+    return base, g, grid
+
+
+def write_outputs(out: Path, result: GridResult) -> dict:
+    """grid.parquet and grid.json; returns the manifest info."""
+    result.table.to_parquet(out / "grid.parquet", index=False)
+    atomic_write_json(out / "grid.json", result.to_json())
+    return {"summary": result.summary, "base_lms": result.base_lms, "n_cells": int(len(result.table))}
 
 
 def split_cells(n_cells: int, parts: int) -> list[list[int]]:
@@ -38,28 +60,31 @@ def split_cells(n_cells: int, parts: int) -> list[list[int]]:
     return contiguous_runs(list(range(n_cells)), parts)
 
 
-def prepare(store: ArtifactStore, conf: dict, inputs: dict, parts: int, progress=None) -> dict:
-    """The plan (cells, their split into parts, the base record), or {"cached": manifest}."""
-    key = output_key(conf, inputs)
-    if not store.problems(NAME, key):
-        return {"key": key, "cached": {**store.load(NAME, key), "cached": True}}
+def prepare(store: ArtifactStore, stage, conf: dict, inputs: dict, parts: int, progress=None) -> dict:
+    """The plan (cells, their split into parts, the base record), or {"cached": manifest}. `stage`:
+    the decoder-grid declaration (its name and version make the output's key)."""
+    name, version = stage.name, stage.version
+    key = key_for(name, version, conf, inputs)
+    if not store.problems(name, key):
+        return {"key": key, "cached": {**store.load(name, key), "cached": True}}
     started = time.time()
-    base, _, grid = dg.setup(conf, _local(store, inputs))
+    base, _, grid = setup(conf, _local(store, inputs))
     record = base_record(base.model, grid)
     if progress:
         progress(1.0, "base model scored")
     cells = [[ff, lr] for ff, lr in grid.cells]
-    return {"key": key, "started": started, "cells": cells, "parts": split_cells(len(cells), parts),
-            "base": record, "layout": grid.layout()}
+    return {"stage": name, "version": version, "key": key, "started": started, "cells": cells,
+            "parts": split_cells(len(cells), parts), "base": record, "layout": grid.layout()}
 
 
 def part(store: ArtifactStore, conf: dict, inputs: dict, plan: dict, index: int, progress=None) -> dict:
     """Score part `index`'s cells; returns their records (a few floats each) in canonical order."""
     t0 = time.perf_counter()
     indices = plan["parts"][index]
-    base, g, grid = dg.setup(conf, _local(store, inputs))
+    base, g, grid = setup(conf, _local(store, inputs))
     if [[ff, lr] for ff, lr in grid.cells] != plan["cells"]:
-        raise StoreError(f"{NAME}/{plan['key']}: the inputs changed since prepare listed the cells; re-run the flow")
+        raise StoreError(f"{plan['stage']}/{plan['key']}: the inputs changed since prepare listed the cells; "
+                         f"re-run the flow")
     cells = [tuple(plan["cells"][i]) for i in indices]
     report = (lambda i, n: progress(i / n, f"cell {i}/{n}")) if progress else None
     records = score_cells(base.model, g, grid, cells, report)
@@ -71,16 +96,16 @@ def finalize(store: ArtifactStore, conf: dict, inputs: dict, plan: dict, parts: 
     if "cached" in plan:
         return plan["cached"]
     key = plan["key"]
-    result = grid_result([plan["base"], *_merged(plan, parts)], plan["layout"], dg.grid_config(conf["decoder_grid"]))
-    staging = staging_for(store, NAME, key, resumable=False)
+    result = grid_result([plan["base"], *_merged(plan, parts)], plan["layout"], grid_config(conf["decoder_grid"]))
+    staging = staging_for(store, plan["stage"], key, resumable=False)
     try:
-        info = dg.write_outputs(staging, result)
+        info = write_outputs(staging, result)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    record = stage_record(dg.VERSION, conf, inputs, time.time() - plan["started"], info)
+    record = stage_record(plan["version"], conf, inputs, time.time() - plan["started"], info)
     record["parts"] = [{"part": p["part"], "cells": len(p["cells"]), "seconds": p["seconds"]} for p in parts]
-    m = store.publish(NAME, key, staging, record)
+    m = store.publish(plan["stage"], key, staging, record)
     m["cached"] = False
     return m
 
@@ -91,11 +116,12 @@ def _merged(plan: dict, parts: list[dict]) -> list[dict]:
     for p in parts:
         for i, r in zip(p["cells"], p["records"], strict=True):
             if i in by_cell:
-                raise StoreError(f"{NAME}/{plan['key']}: grid cell {i} was scored by two parts; re-run the flow")
+                raise StoreError(f"{plan['stage']}/{plan['key']}: grid cell {i} was scored by two parts; "
+                                 f"re-run the flow")
             by_cell[i] = r
     missing = [i for i in range(len(plan["cells"])) if i not in by_cell]
     if missing:
-        raise StoreError(f"{NAME}/{plan['key']}: grid cells {missing[:5]} were not scored by any part; "
+        raise StoreError(f"{plan['stage']}/{plan['key']}: grid cells {missing[:5]} were not scored by any part; "
                          f"re-run the flow")
     return [by_cell[i] for i in range(len(plan["cells"]))]
 

@@ -1,58 +1,109 @@
-"""The pipeline DAG: every stage's config slice, inputs and content address, computed up front.
+"""The pipeline DAG of one experiment, derived from the stage declarations (registry.STAGES).
 
-Keys depend only on config slices and upstream keys, so the whole plan (and which outputs are
-already in the store) is known before anything runs; bad config fails here, before any stage.
+Every step's config slice, inputs and content address are computed up front: keys depend only on
+config slices and upstream keys, so the whole plan (and which outputs are already in the store) is
+known before anything runs, and bad config fails here, before any stage.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from types import ModuleType
 
-from ..seeds import seeds_for
-from . import (create_data, decoder_grid, evaluate_encoder, extract_gradients, post_prune, pre_prune,
-               prepare_model, rewrite, select_seed, train_seed)
-from .runner import stage_key
+from ..cas import stage_key
+from .declaration import Input, Stage
+from .registry import STAGES
+from .runner import run_report, run_stage
 
 
 @dataclass
 class StagePlan:
     id: str                    # unique in the plan, e.g. "train-seed-1"
-    module: ModuleType
+    decl: Stage
     conf: dict
     paths: dict                # where input files live (not hashed: their digests are in conf)
     inputs: dict[str, str] = field(default_factory=dict)   # input name -> plan id
     key: str = ""
+    report_key: str | None = None  # the key of its report output, when the stage draws one
 
     @property
     def stage(self) -> str:
-        return self.module.NAME
+        return self.decl.name
 
 
 def plan(cfg) -> dict[str, StagePlan]:
     """Ordered plan (dependencies first) for an ExperimentConfig."""
-    steps: list[StagePlan] = []
+    steps: dict[str, StagePlan] = {}
+    instances: dict[str, list[StagePlan]] = {}  # stage name -> its steps (several when fanned out)
+    for decl in STAGES:
+        if not decl.in_plan(cfg):
+            continue
+        inputs = _wire(decl, instances)
+        paths = decl.paths(cfg) if decl.paths else {}
+        values = decl.fanout.values(cfg) if decl.fanout else [None]
+        for v in values:
+            sid = decl.name if decl.fanout is None else f"{decl.name}-{v}"
+            p = StagePlan(sid, decl, decl.slice(cfg, v), paths, inputs)
+            p.key = stage_key(decl.name, decl.version, p.conf, {n: steps[i].key for n, i in inputs.items()})
+            p.report_key = report_key(decl, p.key)
+            steps[sid] = p
+            instances.setdefault(decl.name, []).append(p)
+    return steps
 
-    def add(id_, module, conf, inputs=None, paths=None):
-        hook = getattr(module, "paths", None)  # unhashed input locations; most stages have none
-        p = StagePlan(id_, module, conf, paths if paths is not None else (hook(cfg) if hook else {}), inputs or {})
-        done = {s.id: s for s in steps}
-        p.key = stage_key(p.stage, module.VERSION, conf, {n: done[i].key for n, i in p.inputs.items()})
-        steps.append(p)
-        return p.id
 
-    m = add("prepare-model", prepare_model, prepare_model.config_slice(cfg))
-    d = add("create-data", create_data, create_data.config_slice(cfg))
-    x = add("extract-gradients", extract_gradients, extract_gradients.config_slice(cfg), {"model": m, "data": d})
-    pp = add("pre-prune", pre_prune, pre_prune.config_slice(cfg), {"extract": x})
-    seeds = [add(f"train-seed-{s}", train_seed, train_seed.config_slice(cfg, s), {"extract": x, "pre_prune": pp})
-             for s in seeds_for(cfg.train.seed, cfg.train.max_seeds)]
-    sel = add("select-seed", select_seed, select_seed.config_slice(cfg),
-              {f"seed_{i.rsplit('-', 1)[1]}": i for i in seeds})
-    model = sel
-    if cfg.post_prune.enabled:
-        model = add("post-prune", post_prune, post_prune.config_slice(cfg), {"model": sel})
-    add("evaluate-encoder", evaluate_encoder, evaluate_encoder.config_slice(cfg),
-        {"model": model, "extract": x, "pre_prune": pp})
-    g = add("decoder-grid", decoder_grid, decoder_grid.config_slice(cfg), {"model": model, "base": m, "data": d})
-    add("rewrite", rewrite, rewrite.config_slice(cfg), {"grid": g, "model": model, "base": m, "data": d})
-    return {s.id: s for s in steps}
+def _wire(decl: Stage, instances: dict[str, list[StagePlan]]) -> dict[str, str]:
+    """input name -> plan id of every input of `decl` (a fan-in input: one entry per upstream step)."""
+    out: dict[str, str] = {}
+    for inp in decl.inputs:
+        found = _upstream(inp, instances)
+        if inp.every:
+            out.update({f"{inp.name}_{s.conf[s.decl.fanout.param]}": s.id for s in found})
+        else:
+            out[inp.name] = found[0].id
+    return out
+
+
+def _upstream(inp: Input, instances: dict[str, list[StagePlan]]) -> list[StagePlan]:
+    for name in inp.stages:
+        if name in instances:
+            return instances[name]
+    raise ValueError(f"stage input '{inp.name}' needs one of {inp.stages}, none of which is declared earlier "
+                     f"in registry.STAGES; fix the declaration order")
+
+
+def report_key(decl: Stage, key: str) -> str | None:
+    """Key of a stage output's report: the output's key and the report's code version."""
+    r = decl.report
+    if r is None or r.draw is None:
+        return None
+    return stage_key(decl.report_stage, r.key_version(), {}, {"output": key})
+
+
+def upstream_ids(steps: dict[str, StagePlan], target: str) -> list[str]:
+    """Plan ids `target` depends on (itself included), in plan order."""
+    need, stack = set(), [target]
+    while stack:
+        sid = stack.pop()
+        if sid not in need:
+            need.add(sid)
+            stack += list(steps[sid].inputs.values())
+    return [sid for sid in steps if sid in need]
+
+
+def run_plan(store, steps: dict[str, StagePlan], until: str | None = None, reports: bool = False,
+             progress=None) -> dict[str, dict]:
+    """Run the plan (or the steps `until` needs) in this process, one step after the other, without
+    Prefect; returns plan id -> manifest. For tests, benchmarks and debugging: the flow runs the same
+    steps as Prefect tasks."""
+    ids = upstream_ids(steps, until) if until else list(steps)
+    done: dict[str, dict] = {}
+    for sid in ids:
+        p = steps[sid]
+        done[sid] = run_step(store, p, {n: done[i] for n, i in p.inputs.items()}, progress)
+        if reports:
+            run_report(store, p.decl, done[sid])
+    return done
+
+
+def run_step(store, p: StagePlan, inputs: dict[str, dict], progress=None) -> dict:
+    """One plan step against the store (reused when valid, else built and published)."""
+    d = p.decl
+    return run_stage(store, d.name, d.version, p.conf, inputs, d.build, progress, p.paths, d.resumable)

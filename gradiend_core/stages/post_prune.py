@@ -4,14 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..checkpoint import load_gradiend, save_gradiend
-from .common import out_path, pin_torch_threads, section
-
-NAME = "post-prune"
-VERSION = "1"
-
-
-def config_slice(cfg) -> dict:
-    return {"post_prune": section(cfg.post_prune)}
+from ..reports import post_prune as report
+from .common import out_path, pin_torch_threads
+from .declaration import Report, Stage, needs
 
 
 def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
@@ -21,3 +16,8 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     pruned = g.prune(topk=p["topk"], part=p["part"])
     save_gradiend(pruned, out / "model")
     return {"input_dim_before": g.model.input_dim, "input_dim": pruned.model.input_dim}
+
+
+STAGE = Stage(name="post-prune", version="1", sections=("post_prune",), build=build,
+              inputs=(needs("model", "select-seed"),), enabled=lambda cfg: cfg.post_prune.enabled,
+              report=Report(artifacts=report.artifacts))

@@ -4,10 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..lm import load_base_model, resolve_model_path
-from .common import corpus_identity, corpus_texts, file_digest, pin_torch_threads, section
-
-NAME = "prepare-model"
-VERSION = "1"
+from ..reports import prepare_model as report
+from ..data.corpus import corpus_identity, corpus_texts, file_digest
+from .common import pin_torch_threads, section
+from .declaration import Report, Stage
 
 
 def config_slice(cfg) -> dict:
@@ -45,3 +45,6 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
             "digest": base.digest, "objective": base.objective, "head": head,
             "n_parameters": int(sum(p.numel() for p in base.model.parameters()))}
 
+
+STAGE = Stage(name="prepare-model", version="1", sections=("model",), build=build, conf=config_slice,
+              paths=paths, report=Report(artifacts=report.artifacts))

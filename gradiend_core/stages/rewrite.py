@@ -13,15 +13,11 @@ from ..data.creation import read_dataset
 from ..decoder_eval import decoder_rows, prepare_probability_rows, score_probabilities
 from ..errors import ConfigError
 from ..io import atomic_write_json, read_json
-from .common import info, load_prepared_model, out_path, pin_torch_threads, section
+from ..reports import rewrite as report
+from .common import info, load_prepared_model, out_path, pin_torch_threads
+from .declaration import Report, Stage, needs
 
-NAME = "rewrite"
-VERSION = "1"
 N_EXAMPLES = 8
-
-
-def config_slice(cfg) -> dict:
-    return {"rewrite": section(cfg.rewrite)}
 
 
 def summary_key(r: dict, classes: list[str]) -> tuple[str, str]:
@@ -74,3 +70,9 @@ def _means(examples: list) -> dict:
         return {}
     df = pd.DataFrame(examples)
     return {c: float(df[c].mean()) for c in df.columns if c.startswith("p_")}
+
+
+STAGE = Stage(name="rewrite", version="1", sections=("rewrite",), build=build,
+              inputs=(needs("grid", "decoder-grid"), needs("model", "post-prune", "select-seed"),
+                      needs("base", "prepare-model"), needs("data", "create-data")),
+              report=Report(artifacts=report.artifacts))

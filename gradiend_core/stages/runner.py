@@ -37,7 +37,7 @@ def _versions() -> dict:
 
 def run_stage(store: ArtifactStore, stage: str, version: str, conf: dict, inputs: dict[str, dict],
               build: Callable[..., dict], progress: ProgressFn | None = None,
-              paths: dict | None = None) -> dict:
+              paths: dict | None = None, resumable: bool = False) -> dict:
     """Return the stage's manifest (with `cached` and `path`), computing it only when needed.
 
     `conf` is hashed into the key; `paths` (where input files live) is not: the slice carries their
@@ -56,7 +56,7 @@ def run_stage(store: ArtifactStore, stage: str, version: str, conf: dict, inputs
         if store.manifest(stage, key) is not None:
             log.warning("recomputing %s/%s: %s", stage, key, "; ".join(problems[:3]))
         inputs = {n: store.localize(m) for n, m in inputs.items()}  # a URL store: fetch them to this host
-        staging = staging_for(store, stage, key, resumable=getattr(build, "resumable", False))
+        staging = staging_for(store, stage, key, resumable=resumable)
         reuse_freed_memory()  # every stage allocates model-sized tensors repeatedly (see allocator.py)
         t0 = time.perf_counter()
         try:
@@ -69,6 +69,20 @@ def run_stage(store: ArtifactStore, stage: str, version: str, conf: dict, inputs
         m = store.publish(stage, key, staging, stage_record(version, conf, inputs, time.perf_counter() - t0, info))
         m["cached"] = False
         return m
+
+
+def run_report(store: ArtifactStore, decl, manifest: dict) -> dict | None:
+    """The report output (plots drawn from the stage's stored results) of `manifest`, drawn only when
+    it is not in the store yet: its key is the stage output's key and the report code's version, so
+    a plot change re-draws without re-running the stage. None when the stage draws no plots."""
+    r = decl.report
+    if r is None or r.draw is None:
+        return None
+
+    def draw(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
+        return r.draw(inputs["output"], out)
+
+    return run_stage(store, decl.report_stage, r.key_version(), {}, {"output": manifest}, draw)
 
 
 def stage_record(version: str, conf: dict, inputs: dict[str, dict], seconds: float, info: dict) -> dict:

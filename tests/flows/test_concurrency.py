@@ -18,13 +18,9 @@ RUN = textwrap.dedent("""
     import json, sys
     from gradiend_core.cas import ArtifactStore
     from gradiend_core.experiment import load_experiment
-    from gradiend_core.stages.plan import plan
-    from gradiend_core.stages.runner import run_stage
+    from gradiend_core.stages.plan import plan, run_plan
 
-    s, done = ArtifactStore(sys.argv[2]), {}
-    for sid, p in plan(load_experiment(sys.argv[1])).items():
-        inputs = {n: done[i] for n, i in p.inputs.items()}
-        done[sid] = run_stage(s, p.stage, p.module.VERSION, p.conf, inputs, p.module.build, paths=p.paths)
+    done = run_plan(ArtifactStore(sys.argv[2]), plan(load_experiment(sys.argv[1])))
     print(json.dumps({sid: {"key": m["key"], "cached": m["cached"],
                             "files": {r: f["sha256"] for r, f in m["files"].items()}} for sid, m in done.items()}))
 """)

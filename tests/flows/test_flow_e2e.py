@@ -89,3 +89,35 @@ def test_bad_input_fails_before_any_stage(capsys, tiny_config, tmp_path, sets, n
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0], err
     assert not any(p for p in store.glob("*/*") if not p.name.startswith("."))  # no stage output written
+
+
+def test_more_seeds_train_only_the_new_ones(run_json, prefect_home, tiny_config, tmp_path):
+    store = tmp_path / "store"
+    one = run_json(tiny_config, store, "train.max_seeds=1")
+    assert [s for s in one["stages"] if s.startswith("train-seed")] == ["train-seed-0"]
+    two = run_json(tiny_config, store, "train.max_seeds=2")
+    trained = {s for s in ran(two) if s.startswith("train-seed")}
+    assert trained == {"train-seed-1"} and two["stages"]["train-seed-0"]["key"] == one["stages"]["train-seed-0"]["key"]
+    assert not (ran(two) & {"prepare-model", "create-data", "extract-gradients", "pre-prune"})
+    assert ran(run_json(tiny_config, store, "train.max_seeds=1")) == set()  # lowering it reuses
+
+
+def test_a_plot_change_redraws_without_rerunning_any_stage(run_json, prefect_home, tiny_config, tmp_path,
+                                                           monkeypatch):
+    store = tmp_path / "store"
+    cold = run_json(tiny_config, store)
+    drawn = {sid for sid, st in cold["stages"].items() if "report" in st}
+    assert {"train-seed-0", "select-seed", "evaluate-encoder", "decoder-grid"} <= drawn
+    assert all(not cold["stages"][s]["report"]["cached"] for s in drawn)
+    # a change of the plotting code: every report's code version (part of its key) changes
+    from gradiend_core.stages import declaration
+
+    real = declaration.code_digest
+    monkeypatch.setattr(declaration, "code_digest", lambda modules: "edited-" + real(modules))
+    again = run_json(tiny_config, store)
+    assert ran(again) == set()  # no stage re-ran ...
+    assert {sid for sid, st in again["stages"].items() if "report" in st and not st["report"]["cached"]} == drawn
+    for sid in drawn:  # ... and every plot was drawn again, into a new report output
+        new, old = again["stages"][sid]["report"]["key"], cold["stages"][sid]["report"]["key"]
+        stage = sid.rsplit("-", 1)[0] if sid.startswith("train-seed-") else sid
+        assert new != old and list((store / f"{stage}-report" / new).glob("*.png"))

@@ -8,17 +8,12 @@ import pytest
 from flows.cli import main
 from gradiend_core.cas import ArtifactStore
 from gradiend_core.experiment import load_experiment
-from gradiend_core.stages.plan import plan
-from gradiend_core.stages.runner import run_stage
+from gradiend_core.stages import plan as stage_plan
 
 
 def run_plan(config: Path, store: Path) -> dict:
     """Every stage in plan order, in this process (no Prefect): the stores' bytes are what is tested."""
-    s, done = ArtifactStore(store), {}
-    for sid, p in plan(load_experiment(config)).items():
-        inputs = {n: done[i] for n, i in p.inputs.items()}
-        done[sid] = run_stage(s, p.stage, p.module.VERSION, p.conf, inputs, p.module.build, paths=p.paths)
-    return done
+    return stage_plan.run_plan(ArtifactStore(store), stage_plan.plan(load_experiment(config)))
 
 
 def all_digests(store: Path) -> dict:

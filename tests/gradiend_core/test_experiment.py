@@ -13,6 +13,16 @@ def test_example_file_is_the_embedded_default():
     assert load_experiment(None) == ExperimentConfig()
 
 
+def test_example_file_spells_out_every_setting():
+    def keys(d, prefix=""):
+        return {prefix + k for k in d} | {x for k, v in d.items() if isinstance(v, dict) and k != "classes"
+                                         for x in keys(v, f"{prefix}{k}.")}
+
+    with open("examples/pronoun_number.yaml") as f:
+        spelled = keys(yaml.safe_load(f))
+    assert spelled == keys(dataclasses.asdict(ExperimentConfig()))
+
+
 def test_overrides_and_yaml_numbers(tmp_path):
     p = tmp_path / "e.yaml"
     p.write_text("train:\n  learning_rate: 1e-4\n  max_steps: 7\n")

@@ -12,8 +12,7 @@ import yaml
 from gradiend_core.cas import ArtifactStore
 from gradiend_core.experiment import load_experiment
 from gradiend_core.stages import extract_gradients as xg
-from gradiend_core.stages.plan import plan
-from gradiend_core.stages.runner import run_stage
+from gradiend_core.stages import plan as stage_plan
 from gradiend_core.testing import tiny_experiment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,8 +24,7 @@ KILLER = textwrap.dedent("""
     from gradiend_core.cas import ArtifactStore
     from gradiend_core.experiment import load_experiment
     from gradiend_core.stages import extract_gradients as xg, train_seed as ts
-    from gradiend_core.stages.plan import plan
-    from gradiend_core.stages.runner import run_stage
+    from gradiend_core.stages.plan import plan, run_plan
 
     config, store, stop_at, kill_after = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     recorded = xg.write_progress
@@ -42,12 +40,7 @@ KILLER = textwrap.dedent("""
 
     saved = ts.save_gradiend
     xg.write_progress, ts.save_gradiend = write_progress, save_gradiend
-    s, done = ArtifactStore(store), {}
-    for sid, p in plan(load_experiment(config)).items():
-        inputs = {n: done[i] for n, i in p.inputs.items()}
-        done[sid] = run_stage(s, p.stage, p.module.VERSION, p.conf, inputs, p.module.build, paths=p.paths)
-        if sid == stop_at:
-            break
+    run_plan(ArtifactStore(store), plan(load_experiment(config)), until=stop_at)
 """)
 
 
@@ -66,13 +59,7 @@ def config(tmp_path_factory) -> Path:
 
 
 def run_plan(config: Path, store: Path, stop_at: str) -> dict:
-    s, done = ArtifactStore(store), {}
-    for sid, p in plan(load_experiment(config)).items():
-        inputs = {n: done[i] for n, i in p.inputs.items()}
-        done[sid] = run_stage(s, p.stage, p.module.VERSION, p.conf, inputs, p.module.build, paths=p.paths)
-        if sid == stop_at:
-            return done
-    return done
+    return stage_plan.run_plan(ArtifactStore(store), stage_plan.plan(load_experiment(config)), until=stop_at)
 
 
 def killed_run(config: Path, store: Path, stop_at: str, kill_after: int = 10**9) -> None:

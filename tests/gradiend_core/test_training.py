@@ -55,7 +55,7 @@ def eval_set(planted=True, n=120, seed=1, dense=False):
 
 
 def cfg(**kw):
-    base = dict(learning_rate=1e-2, num_epochs=1, eval_steps=50)
+    base = dict(learning_rate=1e-2, num_epochs=1, max_steps=-1, eval_steps=50)  # epochs mode
     base.update(kw)
     return TrainConfig(**base)
 
@@ -282,7 +282,7 @@ def test_bad_inputs_raise_clear_errors():
                                          ("weight_decay", -0.1), ("latent_dim", 0)])
 def test_config_validation(field, value):
     with pytest.raises(ConfigError):
-        TrainConfig(**{field: value}).validate()
+        TrainConfig(**{"max_steps": -1, field: value}).validate()  # epochs mode: num_epochs counts
 
 
 def test_config_roundtrip_and_unknown_keys():

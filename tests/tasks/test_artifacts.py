@@ -1,4 +1,5 @@
-"""UI artifacts: content built from real stage outputs in a tmp store, plus one publish through Prefect."""
+"""UI artifacts: reports drawn and content built from real stage outputs in a tmp store (gradiend_core.reports),
+plus one publish through Prefect (tasks.artifacts)."""
 from __future__ import annotations
 
 import base64
@@ -15,6 +16,11 @@ import torch
 
 from gradiend_core.cas import ArtifactStore, stage_key
 from gradiend_core.io import atomic_write_json
+from gradiend_core.reports import images as I
+from gradiend_core.reports import markdown as M
+from gradiend_core.reports.extract_gradients import extraction_stats
+from gradiend_core.stages.registry import stage
+from gradiend_core.stages.runner import run_report
 from tasks import artifacts as A
 
 EXP = "Pronoun Number (tiny BERT)"
@@ -73,10 +79,9 @@ def build_store(root) -> dict[str, dict]:
     from gradiend_core.grad_store import GradientStore, compact, create_store, mean_abs_importance, topk_indices
     from gradiend_core.metrics import encoder_metrics
     from gradiend_core.param_map import ParamMap, ParamSpec
-    from gradiend_core.plots import plot_encoder_distributions, plot_probability_shifts, plot_training_convergence
+    from gradiend_core.param_map import save_param_map as write_param_map
+    from gradiend_core.pruning import kept_per_param
     from gradiend_core.seeds import select_seed
-    from gradiend_core.stages.extract_gradients import write_param_map
-    from gradiend_core.stages.pre_prune import kept_per_param
 
     store, ms = ArtifactStore(root), {}
     ms["prepare-model"] = publish(store, "prepare-model", lambda d: None, {
@@ -121,21 +126,17 @@ def build_store(root) -> dict[str, dict]:
     ms["pre-prune"] = publish(store, "pre-prune", prune, {**pinfo, "store_dir": "x"},
                               upstream={"extract": ms["extract-gradients"]["key"]})
 
-    runs, plot_cache = [], {}
+    runs = []
     for seed, corr in ((0, 0.3), (1, 0.8), (2, 0.7)):
         st = stats_for(seed, corr)
 
         def train(d, st=st):
             atomic_write_json(d / "stats.json", st)
-            if not plot_cache:  # matplotlib is slow here: one real plot, reused by every seed
-                plot_training_convergence(st, d / "training_convergence.png", {"1": "3SG", "-1": "3PL"})
-                plot_cache["png"] = (d / "training_convergence.png").read_bytes()
-            (d / "training_convergence.png").write_bytes(plot_cache["png"])
             (d / "model").mkdir()
             (d / "model" / "model.safetensors").write_bytes(b"weights")
 
         ms[f"train-seed-{seed}"] = publish(store, "train-seed", train, {
-            "seed": seed, "converged": st["converged"], "best": st["best"], "steps": 12},
+            "seed": seed, "converged": st["converged"], "best": st["best"], "steps": 12, "classes": ["3SG", "3PL"]},
             upstream={"pre_prune": ms["pre-prune"]["key"]}, seed=seed)
         runs.append({"seed": seed, "stats": st})
     report = select_seed(runs)
@@ -143,11 +144,11 @@ def build_store(root) -> dict[str, dict]:
     def select(d):
         atomic_write_json(d / "seed_report.json", report)
         best = ms[f"train-seed-{report['best_seed']}"]["path"]
-        shutil.copy2(Path(best) / "training_convergence.png", d / "training_convergence.png")
+        shutil.copy2(Path(best) / "stats.json", d / "stats.json")
 
     ms["select-seed"] = publish(store, "select-seed", select, {
         "best_seed": report["best_seed"], "strategy": report["strategy"],
-        "convergent_count": report["convergent_count"], "n_seeds": 3},
+        "convergent_count": report["convergent_count"], "n_seeds": 3, "classes": ["3SG", "3PL"]},
         upstream={f"seed_{s}": ms[f"train-seed-{s}"]["key"] for s in range(3)})
 
     enc = np.concatenate([rng.normal(0.8, 0.1, 6), rng.normal(-0.7, 0.1, 6), rng.normal(0, 0.2, 3)])
@@ -160,7 +161,6 @@ def build_store(root) -> dict[str, dict]:
         df = pd.DataFrame({"encoded": enc, "label": labels, "type": types, "group": groups, "split": "test"})
         df.to_parquet(d / "encoded.parquet", index=False)
         atomic_write_json(d / "metrics.json", metrics)
-        plot_encoder_distributions(df, d / "encoder_distributions.png")
 
     ms["evaluate-encoder"] = publish(store, "evaluate-encoder", evaluate, {
         "correlation": metrics["correlation"], "n_rows": 15, "split": "test"},
@@ -179,16 +179,13 @@ def build_store(root) -> dict[str, dict]:
     grid = GridResult(pd.DataFrame.from_records(records), 0.5, {}, ["3SG", "3PL"], ["3SG", "3PL"],
                       {"3SG": 4, "3PL": 4}, {"3SG": 1.0, "3PL": -1.0}, cfg.__dict__.copy())
     grid.summary = summarize(grid, cfg)
-    plots = {c: f"probability_shifts_{c}.png" for c in grid.feature_factors}
 
     def decode(d):
         grid.table.to_parquet(d / "grid.parquet", index=False)
         atomic_write_json(d / "grid.json", grid.to_json())
-        plot_probability_shifts(grid, d / plots["3SG"], "3SG", grid.summary.get("3SG"))
-        (d / plots["3PL"]).write_bytes((d / plots["3SG"]).read_bytes())  # one real plot is enough (slow)
 
     ms["decoder-grid"] = publish(store, "decoder-grid", decode, {
-        "summary": grid.summary, "base_lms": 0.5, "n_cells": len(records), "plots": plots},
+        "summary": grid.summary, "base_lms": 0.5, "n_cells": len(records)},
         upstream={"model": ms["select-seed"]["key"]})
 
     examples = [{"masked": f"Then [MASK] | left {i}.", "factual": "they", "p_3SG_base": 0.1 + i / 100,
@@ -210,13 +207,26 @@ def build_store(root) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def manifests(tmp_path_factory) -> dict[str, dict]:
-    return build_store(tmp_path_factory.mktemp("store"))
+def store_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("store")
 
 
 @pytest.fixture(scope="module")
-def contents(manifests) -> dict[str, list[dict]]:
-    return {sid: A.stage_artifact_content(m, EXP) for sid, m in manifests.items()}
+def manifests(store_root) -> dict[str, dict]:
+    return build_store(store_root)
+
+
+@pytest.fixture(scope="module")
+def reports(store_root, manifests) -> dict[str, dict | None]:
+    """Each stage's report output: the plots drawn from its stored results (train-seed 0 only: slow)."""
+    store = ArtifactStore(store_root)
+    return {sid: run_report(store, stage(m["stage"]), m) for sid, m in manifests.items()
+            if sid not in ("train-seed-1", "train-seed-2")}
+
+
+@pytest.fixture(scope="module")
+def contents(manifests, reports) -> dict[str, list[dict]]:
+    return {sid: A.stage_artifact_content(stage(m["stage"]), m, reports.get(sid), EXP) for sid, m in manifests.items()}
 
 
 def by_key(contents, key) -> dict:
@@ -234,22 +244,22 @@ def md_rows(md: str, first_cell: str) -> list[list[str]]:
 # ----------------------------------------------------------------------------- keys and images
 
 def test_slugify_and_keys_are_valid_prefect_keys():
-    assert A.slugify(EXP) == SLUG
-    assert A.slugify("  --Gender/De_v2!! ") == "gender-de-v2"
-    assert A.slugify("") == "experiment" and A.slugify("///") == "experiment"
-    assert len(A.slugify("x" * 500)) == A.MAX_SLUG_LEN
-    assert A.artifact_key(EXP, "train-seed", "3") == f"{SLUG}-train-seed-3"
-    m = {"stage": "train-seed", "info": {"seed": -1}}
-    assert A.artifact_keys(m, EXP) != A.artifact_keys({"stage": "train-seed", "info": {"seed": 1}}, EXP)
+    assert M.slugify(EXP) == SLUG
+    assert M.slugify("  --Gender/De_v2!! ") == "gender-de-v2"
+    assert M.slugify("") == "experiment" and M.slugify("///") == "experiment"
+    assert len(M.slugify("x" * 500)) == M.MAX_SLUG_LEN
+    assert M.artifact_key(EXP, "train-seed", "3") == f"{SLUG}-train-seed-3"
+    m = {"stage": "train-seed", "config": {"seed": -1}}
+    assert M.artifact_keys(m, EXP) != M.artifact_keys({"stage": "train-seed", "config": {"seed": 1}}, EXP)
 
 
 def test_every_key_is_a_valid_unique_slug_and_matches_artifact_keys(manifests, contents):
     keys = [s["key"] for specs in contents.values() for s in specs]
     assert len(keys) == len(set(keys))
     for sid, specs in contents.items():
-        assert [s["key"] for s in specs] == A.artifact_keys(manifests[sid], EXP)
+        assert [s["key"] for s in specs] == A.stage_keys(stage(manifests[sid]["stage"]), manifests[sid], EXP)
         for s in specs:
-            assert A.KEY_RE.match(s["key"]) and s["key"].startswith(SLUG + "-" + manifests[sid]["stage"])
+            assert M.KEY_RE.match(s["key"]) and s["key"].startswith(SLUG + "-" + manifests[sid]["stage"])
             assert s["kind"] in ("markdown", "table") and s["description"]
             if s["kind"] == "table":
                 json.dumps(s["content"], allow_nan=False)  # strict JSON: NaN would break the UI
@@ -275,14 +285,14 @@ def test_small_png_is_inlined_unchanged_and_large_png_is_shrunk(tmp_path):
     small, big = tmp_path / "small.png", tmp_path / "big.png"
     small.write_bytes(png(50, 40, noise=False))
     big.write_bytes(png(600, 450, noise=True))  # ~0.8 MB of incompressible pixels
-    assert big.stat().st_size > 5 * A.MAX_IMAGE_BYTES
-    assert decode_uri(A.png_data_uri(small)) == small.read_bytes()
-    data = decode_uri(A.png_data_uri(big))
-    assert len(data) <= A.MAX_IMAGE_BYTES
+    assert big.stat().st_size > 5 * I.MAX_IMAGE_BYTES
+    assert decode_uri(I.png_data_uri(small)) == small.read_bytes()
+    data = decode_uri(I.png_data_uri(big))
+    assert len(data) <= I.MAX_IMAGE_BYTES
     img = Image.open(io.BytesIO(data))
     assert img.format == "PNG" and img.width < 600 and abs(img.width / img.height - 600 / 450) < 0.02
-    assert A.png_data_uri(tmp_path / "missing.png") is None
-    assert "not available" in A.md_image(tmp_path / "missing.png", "x")
+    assert I.png_data_uri(tmp_path / "missing.png") is None
+    assert "not available" in I.md_image(tmp_path / "missing.png", "x")
 
 
 def test_every_stage_plot_is_inlined_under_the_limit(contents):
@@ -293,7 +303,7 @@ def test_every_stage_plot_is_inlined_under_the_limit(contents):
         assert len(uris) == n, sid
         for u in uris:
             data = base64.b64decode(u)
-            assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) <= A.MAX_IMAGE_BYTES
+            assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) <= I.MAX_IMAGE_BYTES
         assert "not available" not in md
 
 
@@ -316,8 +326,8 @@ def test_create_data_table_counts_rows_per_class_word_and_split(contents):
 
 def test_extraction_summary_reports_size_ratio_and_throughput(manifests, contents):
     m = manifests["extract-gradients"]
-    st = A.extraction_stats(m)
-    on_disk = sum(p.stat().st_size for p in (A._out(m) / "gradients.zarr").rglob("*") if p.is_file())
+    st = extraction_stats(m)
+    on_disk = sum(p.stat().st_size for p in (M.out(m) / "gradients.zarr").rglob("*") if p.is_file())
     assert st["stored_bytes"] == on_disk > 0
     assert st["arrays"] == ["alternative", "factual"]
     assert st["raw_bytes"] == 2 * 16 * 270 * 2
@@ -330,7 +340,7 @@ def test_extraction_summary_reports_size_ratio_and_throughput(manifests, content
 def test_pre_prune_table_matches_kept_indices(manifests, contents):
     from safetensors.torch import load_file
 
-    keep = load_file(str(A._out(manifests["pre-prune"]) / "keep.safetensors"))["keep"]
+    keep = load_file(str(M.out(manifests["pre-prune"]) / "keep.safetensors"))["keep"]
     spec = contents["pre-prune"][0]
     assert spec["kind"] == "table" and "kept 40 of 270" in spec["description"]
     rows = {r["parameter"]: r for r in spec["content"]}
@@ -346,12 +356,12 @@ def test_pre_prune_table_matches_kept_indices(manifests, contents):
 
 def test_pre_prune_disabled_gives_markdown():
     m = {"stage": "pre-prune", "key": "k", "path": "/nowhere", "info": {"pruned": False, "dim": 270}}
-    (spec,) = A.stage_artifact_content(m, EXP)
+    (spec,) = A.stage_artifact_content(stage("pre-prune"), m, None, EXP)
     assert spec["kind"] == "markdown" and "disabled" in spec["content"] and "270" in spec["content"]
 
 
 def test_seed_table_marks_the_winner(manifests, contents):
-    report = json.loads((A._out(manifests["select-seed"]) / "seed_report.json").read_text())
+    report = json.loads((M.out(manifests["select-seed"]) / "seed_report.json").read_text())
     table = by_key(contents, f"{SLUG}-select-seed-runs")["content"]
     assert [r["seed"] for r in table] == [0, 1, 2]
     assert [r["seed"] for r in table if r["selected"]] == [report["best_seed"]] == [1]  # highest correlation
@@ -365,7 +375,7 @@ def test_seed_table_marks_the_winner(manifests, contents):
 
 
 def test_encoder_markdown_has_metrics_and_plot(manifests, contents):
-    metrics = json.loads((A._out(manifests["evaluate-encoder"]) / "metrics.json").read_text())
+    metrics = json.loads((M.out(manifests["evaluate-encoder"]) / "metrics.json").read_text())
     md = contents["evaluate-encoder"][0]["content"]
     assert f"**{metrics['correlation']:.4g}**" in md
     (row,) = md_rows(md, "target_classes_only")
@@ -375,7 +385,7 @@ def test_encoder_markdown_has_metrics_and_plot(manifests, contents):
 
 
 def test_decoder_grid_table_and_selected_cells(manifests, contents):
-    grid = json.loads((A._out(manifests["decoder-grid"]) / "grid.json").read_text())
+    grid = json.loads((M.out(manifests["decoder-grid"]) / "grid.json").read_text())
     cells = by_key(contents, f"{SLUG}-decoder-grid-cells")["content"]
     assert len(cells) == 7 and sum(c["is_base"] for c in cells) == 1
     assert {(c["feature_factor"], c["learning_rate"]) for c in cells if not c["is_base"]} == {
@@ -401,7 +411,10 @@ def test_rewrite_markdown_lists_base_vs_rewritten(manifests, contents):
 
 
 def test_unknown_stage_gets_a_generic_summary():
-    (spec,) = A.stage_artifact_content({"stage": "new-stage", "key": "k", "path": "/x", "info": {"n": 3}}, EXP)
+    from types import SimpleNamespace
+
+    m = {"stage": "new-stage", "key": "k", "path": "/x", "info": {"n": 3}}
+    (spec,) = A.stage_artifact_content(SimpleNamespace(report=None), m, None, EXP)
     assert spec["key"] == f"{SLUG}-new-stage" and md_rows(spec["content"], "n")[0][1] == "3"
 
 
@@ -418,8 +431,15 @@ def summary_for(manifests) -> dict:
             "rewritten_model": "/tmp/store/rewrite/x/model"}
 
 
+def keys_of(manifests) -> dict[str, list[str]]:
+    return {sid: A.stage_keys(stage(m["stage"]), m, EXP) for sid, m in manifests.items()}
+
+
 def test_run_report_lists_every_stage_and_artifact(manifests, contents):
-    md = A.run_report_markdown(summary_for(manifests), manifests, EXP, ui_url="http://127.0.0.1:4200")
+    from gradiend_core.reports.run import run_report_markdown
+
+    md = run_report_markdown(summary_for(manifests), manifests, keys_of(manifests), EXP,
+                             ui_url="http://127.0.0.1:4200")
     for sid, m in manifests.items():
         (row,) = md_rows(md, sid)
         assert row[1] == f"`{m['key']}`"
@@ -453,15 +473,17 @@ def test_publish_inside_a_flow_and_read_back(prefect_api, manifests):
 
     @flow
     def publish_all() -> dict:
-        keys = {sid: A.publish_stage_artifacts(manifests[sid], EXP) for sid in chosen}
-        keys["broken"] = A.publish_stage_artifacts(broken, EXP)  # missing files: warns, creates nothing
-        keys["report"] = A.publish_run_report(summary_for(manifests), manifests, EXP)
+        keys = {sid: A.publish_stage_artifacts(stage(manifests[sid]["stage"]), manifests[sid], None, EXP)
+                for sid in chosen}
+        # missing files: warns, creates nothing
+        keys["broken"] = A.publish_stage_artifacts(stage("select-seed"), broken, None, EXP)
+        keys["report"] = A.publish_run_report(summary_for(manifests), manifests, keys_of(manifests), EXP)
         return keys
 
     keys = publish_all()
     assert keys["broken"] == [] and keys["report"] == f"{SLUG}-report"
     for sid in chosen:
-        assert keys[sid] == A.artifact_keys(manifests[sid], EXP)
+        assert keys[sid] == A.stage_keys(stage(manifests[sid]["stage"]), manifests[sid], EXP)
 
     async def read():
         async with get_client() as c:
@@ -473,6 +495,6 @@ def test_publish_inside_a_flow_and_read_back(prefect_api, manifests):
             f"{SLUG}-rewrite": "markdown", f"{SLUG}-report": "markdown"}
     assert {k: a.type for k, a in stored.items()} == want
     assert "Pronoun Number (tiny BERT)" in stored[f"{SLUG}-report"].data
-    assert URI_RE.search(stored[f"{SLUG}-select-seed"].data)
+    assert "training convergence" in stored[f"{SLUG}-select-seed"].data
     table = json.loads(stored[f"{SLUG}-select-seed-runs"].data)
     assert [r["seed"] for r in table if r["selected"]] == [1]

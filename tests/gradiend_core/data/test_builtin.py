@@ -11,6 +11,11 @@ from gradiend_core.data.builtin import (BUILTIN_DATASETS, builtin_texts, builtin
 from gradiend_core.data.creation import DataConfig, create_training_data, word_pattern
 from gradiend_core.errors import ConfigError
 
+
+def uncapped(**kw) -> DataConfig:
+    """DataConfig without the pipeline's caps (no balancing, every sentence kept), as these tests assume."""
+    return DataConfig(**{"balance": "none", "max_per_class": None, "neutral_max": None, **kw})
+
 PRONOUNS = ("i me my mine myself you your yours yourself we us our ours ourselves he him his himself she her hers "
             "herself it its itself they them their theirs themselves this that these those who whom whose which "
             "someone somebody everyone everybody anyone anybody nobody something everything anything nothing").split()
@@ -129,7 +134,7 @@ def test_vocabulary_covers_other_seeds_and_tiny_tokenizer():
 @pytest.mark.parametrize("name,mode", [("pronoun_number", "random"), ("gender", "vocabulary")])
 def test_builtins_feed_creation(name, mode):
     spec = BUILTIN_DATASETS[name]
-    df = create_training_data(builtin_texts(name), DataConfig(classes=spec["classes"], split_mode=mode,
+    df = create_training_data(builtin_texts(name), uncapped(classes=spec["classes"], split_mode=mode,
                                                              max_per_class=400))
     assert df.factual_class.value_counts().to_dict() == {c: 400 for c in spec["classes"]}
     assert (df.n_masks == 1).all()  # one slot per sentence

@@ -10,12 +10,17 @@ from gradiend_core.data.creation import (DataConfig, create_dataset, create_neut
                                          read_dataset, recase, split_counts, summarize, write_dataset)
 from gradiend_core.errors import ConfigError, DataError
 
+
+def uncapped(**kw) -> DataConfig:
+    """DataConfig without the pipeline's caps (no balancing, every sentence kept), as these tests assume."""
+    return DataConfig(**{"balance": "none", "max_per_class": None, "neutral_max": None, **kw})
+
 NUMBER = {"3SG": ["he", "she", "it"], "3PL": ["they"]}
 ALL_TRAIN = dict(train_ratio=1.0, validation_ratio=0.0, test_ratio=0.0)
 
 
 def make(texts, classes=NUMBER, **kw):
-    return create_training_data(texts, DataConfig(classes=classes, **{**ALL_TRAIN, **kw}))
+    return create_training_data(texts, uncapped(classes=classes, **{**ALL_TRAIN, **kw}))
 
 
 def row(df, text, cls):
@@ -116,7 +121,7 @@ def corpus(n=40):
 
 
 def test_same_seed_byte_identical_files_and_different_seed_changes_alternatives(tmp_path):
-    cfg = DataConfig(classes=NUMBER, seed=7, neutral_exclude=["market"])
+    cfg = uncapped(classes=NUMBER, seed=7, neutral_exclude=["market"])
     texts = corpus() + ["A quiet afternoon.", "Rain fell on the town.", "The market opened early."]
     for out in ("a", "b"):
         tr, ne = create_dataset(texts, cfg)
@@ -124,7 +129,7 @@ def test_same_seed_byte_identical_files_and_different_seed_changes_alternatives(
     for name in ("training.parquet", "neutral.parquet", "summary.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     assert sorted(ne.text) == ["A quiet afternoon.", "Rain fell on the town."]
-    other = create_training_data(texts, DataConfig(classes=NUMBER, seed=8))
+    other = create_training_data(texts, uncapped(classes=NUMBER, seed=8))
     key = ["text", "factual_class"]
     a = tr.set_index(key).alternative
     b = other.set_index(key).alternative.reindex(a.index)
@@ -132,7 +137,7 @@ def test_same_seed_byte_identical_files_and_different_seed_changes_alternatives(
 
 
 def test_parquet_schema_and_roundtrip(tmp_path):
-    tr = create_training_data(corpus(), DataConfig(classes=NUMBER))
+    tr = create_training_data(corpus(), uncapped(classes=NUMBER))
     ne = create_neutral_data(["No pronoun here.", "Another plain line."], ["he"])
     summary = write_dataset(tmp_path, tr, ne)
     table = pq.read_table(tmp_path / "training.parquet")
@@ -158,7 +163,7 @@ def test_split_counts_reference_rounding(n, expected):
 
 
 def test_random_splits_respect_ratios_per_class_and_never_share_sentences():
-    df = create_training_data(corpus(50), DataConfig(classes=NUMBER, train_ratio=0.6, validation_ratio=0.2,
+    df = create_training_data(corpus(50), uncapped(classes=NUMBER, train_ratio=0.6, validation_ratio=0.2,
                                                      test_ratio=0.2))
     for cls, n in (("3SG", 150), ("3PL", 50)):
         got = df[df.factual_class == cls].split.value_counts().to_dict()
@@ -170,7 +175,7 @@ def test_vocabulary_splits_never_leak_held_out_words():
     a_words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"]
     b_words = ["golf", "hotel", "india", "juliet", "kilo", "lima"]
     texts = [f"Item {i} mentions {w} today." for i in range(12) for w in a_words + b_words]
-    df = create_training_data(texts, DataConfig(classes={"A": a_words, "B": b_words}, split_mode="vocabulary"))
+    df = create_training_data(texts, uncapped(classes={"A": a_words, "B": b_words}, split_mode="vocabulary"))
     owner = {}
     for cls in ("A", "B"):
         sub = df[df.factual_class == cls]
@@ -188,11 +193,11 @@ def test_vocabulary_splits_never_leak_held_out_words():
 
 def test_max_per_class_and_balance():
     texts = corpus(40)
-    df = create_training_data(texts, DataConfig(classes=NUMBER, max_per_class=30))
+    df = create_training_data(texts, uncapped(classes=NUMBER, max_per_class=30))
     assert df.factual_class.value_counts().to_dict() == {"3SG": 30, "3PL": 30}
-    df = create_training_data(texts, DataConfig(classes=NUMBER, balance="equal"))
+    df = create_training_data(texts, uncapped(classes=NUMBER, balance="equal"))
     assert df.factual_class.value_counts().to_dict() == {"3SG": 40, "3PL": 40}
-    df = create_training_data(texts, DataConfig(classes=NUMBER))
+    df = create_training_data(texts, uncapped(classes=NUMBER))
     assert df.factual_class.value_counts().to_dict() == {"3SG": 120, "3PL": 40}
 
 
@@ -226,9 +231,9 @@ def test_class_with_no_match_names_the_words():
 
 def test_ratios_must_sum_to_one():
     with pytest.raises(ConfigError, match="sum to 1.1"):
-        DataConfig(classes=NUMBER, train_ratio=0.9, validation_ratio=0.1, test_ratio=0.1).validate()
+        uncapped(classes=NUMBER, train_ratio=0.9, validation_ratio=0.1, test_ratio=0.1).validate()
     with pytest.raises(ConfigError, match="ratio"):  # validated before any text is looked at
-        create_training_data([], DataConfig(classes=NUMBER, train_ratio=0.5))
+        create_training_data([], uncapped(classes=NUMBER, train_ratio=0.5))
 
 
 def test_empty_corpus():
@@ -238,13 +243,13 @@ def test_empty_corpus():
 
 def test_duplicate_class_names_and_shared_words():
     with pytest.raises(ConfigError, match="duplicate class name '3SG'"):
-        DataConfig(classes=[("3SG", ["he"]), ("3SG", ["they"])]).validate()
+        uncapped(classes=[("3SG", ["he"]), ("3SG", ["they"])]).validate()
     with pytest.raises(ConfigError, match="duplicate class name 'A'"):
-        DataConfig(classes=[{"name": "A", "words": ["x"]}, {"name": "A", "words": ["y"]}]).validate()
+        uncapped(classes=[{"name": "A", "words": ["x"]}, {"name": "A", "words": ["y"]}]).validate()
     with pytest.raises(ConfigError, match="'he' is in classes 'M' and 'X'"):
-        DataConfig(classes={"M": ["he", "him"], "X": ["He"]}).validate()
+        uncapped(classes={"M": ["he", "him"], "X": ["He"]}).validate()
     with pytest.raises(ConfigError, match="at least 2 classes"):
-        DataConfig(classes={"M": ["he"]}).validate()
+        uncapped(classes={"M": ["he"]}).validate()
 
 
 @pytest.mark.parametrize("kw,msg", [
@@ -255,16 +260,16 @@ def test_duplicate_class_names_and_shared_words():
 ])
 def test_other_config_errors(kw, msg):
     with pytest.raises(ConfigError, match=msg):
-        DataConfig(classes=NUMBER, **kw).validate()
+        uncapped(classes=NUMBER, **kw).validate()
 
 
 def test_too_few_rows_for_splits_names_class_and_counts():
     texts = [f"Day {i}: he ran." for i in range(20)] + [f"Day {i}: they ran." for i in range(5)]
     with pytest.raises(DataError, match=r"class '3PL' has 5 row\(s\).*would get 4/0/1.*needs at least 8"):
-        create_training_data(texts, DataConfig(classes=NUMBER))
+        create_training_data(texts, uncapped(classes=NUMBER))
 
 
 def test_vocabulary_split_needs_enough_words():
     texts = [f"Day {i}: he ran and rested." for i in range(20)] + [f"Day {i}: they ran." for i in range(20)]
     with pytest.raises(DataError, match=r"class '3SG' has 1 distinct matched word\(s\) \(he\).*at least 3"):
-        create_training_data(texts, DataConfig(classes=NUMBER, split_mode="vocabulary"))
+        create_training_data(texts, uncapped(classes=NUMBER, split_mode="vocabulary"))

@@ -10,8 +10,7 @@ from gradiend_core import io
 from gradiend_core.cas import ArtifactStore
 from gradiend_core.experiment import load_experiment
 from gradiend_core.stages.common import out_path
-from gradiend_core.stages.plan import plan
-from gradiend_core.stages.runner import run_stage
+from gradiend_core.stages.plan import plan, run_plan
 from gradiend_core.testing import save_tiny, tiny_experiment, tiny_mlm
 
 
@@ -35,12 +34,8 @@ def test_gradient_files_are_hashed_once_by_the_writer_and_the_manifest_is_right(
 
     monkeypatch.setattr(ArtifactStore, "publish", watched_publish)
 
-    store, done = ArtifactStore(tmp_path / "store"), {}
-    for sid, p in plan(load_experiment(cfg)).items():
-        done[sid] = run_stage(store, p.stage, p.module.VERSION, p.conf, {n: done[i] for n, i in p.inputs.items()},
-                              p.module.build, paths=p.paths)
-        if sid == "extract-gradients":
-            break
+    store = ArtifactStore(tmp_path / "store")
+    done = run_plan(store, plan(load_experiment(cfg)), until="extract-gradients")
     m = done["extract-gradients"]
     zarr_files = {k: v for k, v in m["files"].items() if k.startswith("gradients.zarr/")}
     shards = [k for k in zarr_files if "/c/" in k]

@@ -11,19 +11,12 @@ from gradiend_core.cas import ArtifactStore
 from gradiend_core.experiment import load_experiment
 from gradiend_core.grad_store import GradientStore
 from gradiend_core.stages.common import load_prepared_model, out_path, store_dir
-from gradiend_core.stages.plan import plan
-from gradiend_core.stages.runner import run_stage
+from gradiend_core.stages.plan import plan, run_plan
 from gradiend_core.testing import save_tiny, tiny_experiment, tiny_mlm
 
 
 def run_until(config: Path, store: Path, stop_at: str) -> dict:
-    s, done = ArtifactStore(store), {}
-    for sid, p in plan(load_experiment(config)).items():
-        done[sid] = run_stage(s, p.stage, p.module.VERSION, p.conf, {n: done[i] for n, i in p.inputs.items()},
-                              p.module.build, paths=p.paths)
-        if sid == stop_at:
-            return done
-    raise AssertionError(f"{stop_at} is not in the plan")
+    return run_plan(ArtifactStore(store), plan(load_experiment(config)), until=stop_at)
 
 
 @pytest.fixture(scope="module")
@@ -110,17 +103,3 @@ def test_pre_prune_settings_are_in_the_extraction_key_only_when_enabled(tmp_path
         keys[name] = plan(load_experiment(config(tmp_path / name, model_dir, **pp)))["extract-gradients"].key
     assert keys["on"] != keys["topk"] and keys["on"] != keys["off"]
     assert keys["off"] == keys["off-topk"]  # an unused setting never invalidates the store
-
-
-def test_kept_per_param_counts_each_tensors_kept_dims():
-    from gradiend_core.param_map import ParamMap, ParamSpec
-    from gradiend_core.stages.pre_prune import kept_per_param
-
-    pmap = ParamMap([ParamSpec("a", (3, 4)), ParamSpec("b", (5,)), ParamSpec("c", (2, 2)), ParamSpec("d", (7,))])
-    g = torch.Generator().manual_seed(0)
-    keep = torch.nonzero(torch.rand(pmap.input_dim, generator=g) < 0.4).reshape(-1)
-    bounds = [0, 12, 17, 21, 28]
-    want = {n: int(((keep >= lo) & (keep < hi)).sum()) for n, lo, hi in zip("abcd", bounds, bounds[1:])}
-    assert kept_per_param(pmap, keep) == want and sum(want.values()) == keep.numel()
-    assert kept_per_param(pmap, keep[torch.randperm(keep.numel(), generator=g)]) == want  # order does not matter
-    assert kept_per_param(pmap, torch.tensor([], dtype=torch.long)) == dict.fromkeys("abcd", 0)

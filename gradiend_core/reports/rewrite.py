@@ -1,0 +1,28 @@
+"""UI report of rewrite: the selected cell and P(target class) before/after on held-out sentences."""
+from __future__ import annotations
+
+from .markdown import fmt, header, info, json_safe, main_key, md_table, out, read_json, spec
+
+
+def rewrite_rows(examples: list[dict], target: str) -> list[dict]:
+    b, a = f"p_{target}_base", f"p_{target}_rewritten"
+    return json_safe([{"masked": e["masked"], "factual": e["factual"], "p_base": e.get(b), "p_rewritten": e.get(a),
+                       "change": None if e.get(a) is None or e.get(b) is None else e[a] - e[b]} for e in examples])
+
+
+def artifacts(m: dict, report: dict | None, exp: str) -> list[dict]:
+    i = info(m)
+    target, direction = i.get("target_class"), i.get("direction")
+    sel = i.get("selected") or {}
+    examples = read_json(out(m) / "examples.json") if (out(m) / "examples.json").is_file() else []
+    means = i.get("examples_mean") or {}
+    model_dir = i.get("model_dir", str(out(m) / "model"))
+    cell = {"feature factor": sel.get("feature_factor"), "learning rate": sel.get("learning_rate"),
+            "metric (base -> rewritten)": f"{fmt(sel.get('base_value'))} -> {fmt(sel.get('value'))}",
+            "LMS (base -> rewritten)": f"{fmt(sel.get('base_lms'))} -> {fmt(sel.get('lms'))}"}
+    md = (header(m, f"Rewritten model ({direction} {target})") + f"\nsaved to `{model_dir}`\n\n" + md_table([cell])
+          + f"\n\n**P({target}) on held-out sentences, base vs rewritten** (mean "
+            f"{fmt(means.get(f'p_{target}_base'))} -> {fmt(means.get(f'p_{target}_rewritten'))})\n\n"
+          + md_table(rewrite_rows(examples, target)) + "\n\nload it with `transformers.pipeline(\"fill-mask\", "
+            "model=...)` (`text-generation` for a causal LM).")
+    return [spec("markdown", main_key(m, exp), md, f"{direction} {target}: {model_dir}")]

@@ -1,0 +1,131 @@
+"""The Prefect tasks of every declared stage, made from the declarations (gradiend_core.stages.registry).
+
+`stage_task(name)`: one cached task that runs the stage against the store (reuse or build), then its
+report (plots drawn from the stored results), then publishes its UI artifacts. A stage declared with
+a Split also gets `split_tasks(name)`: prepare, part and finalize (not cached by Prefect: prepare
+finds a valid output in the store itself, and the steps exchange plans, never results worth keeping).
+Tasks pass manifests (small dicts: paths, digests, shapes), never tensors or DataFrames.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from functools import lru_cache
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+
+from gradiend_core.cas import open_store
+from gradiend_core.stages.registry import stage
+from gradiend_core.stages.runner import run_report, run_stage
+
+from .cache import StageCachePolicy
+
+
+class Progress:
+    """Throttled progress: a Prefect log line and progress artifact, and a tqdm bar on a terminal."""
+
+    def __init__(self, stage: str, every_s: float = 5.0):
+        self.stage, self.every_s, self.last = stage, every_s, 0.0
+        self.logger = get_run_logger()
+        self.artifact_id = None
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=100, desc=stage, unit="%", leave=False)
+
+    def __call__(self, fraction: float, message: str = "") -> None:
+        pct = max(0.0, min(100.0, 100.0 * fraction))
+        if self.bar is not None:
+            self.bar.n = round(pct, 1)
+            self.bar.set_postfix_str(message, refresh=True)
+        now = time.monotonic()
+        if now - self.last < self.every_s and pct < 100.0:
+            return
+        self.last = now
+        self.logger.info("%s: %.0f%% %s", self.stage, pct, message)
+        try:
+            if self.artifact_id is None:
+                self.artifact_id = create_progress_artifact(pct, description=f"{self.stage} progress")
+            else:
+                update_progress_artifact(self.artifact_id, pct)
+        except Exception:  # progress must never fail a stage (e.g. no API reachable)
+            pass
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def execute(name: str, store: str, conf: dict, paths: dict, inputs: dict, experiment: str = "") -> dict:
+    """Run one stage (reuse or build), then its report, then publish its UI artifacts."""
+    decl = stage(name)
+    progress = Progress(name)
+    s = open_store(store)
+    try:
+        m = run_stage(s, decl.name, decl.version, conf, inputs, decl.build, progress=progress, paths=paths,
+                      resumable=decl.resumable)
+    finally:
+        progress.close()
+    verb = "reused" if m["cached"] else f"computed in {m['seconds']:.1f}s"
+    progress.logger.info("%s %s: %s", name, m["key"], verb)
+    return report(decl, s, m, experiment)
+
+
+def report(decl, s, m: dict, experiment: str) -> dict:
+    """Draw the stage's report if it is not in the store yet, then publish its UI artifacts; returns the
+    manifest with `report` {key, cached} added. A report is decoration: a failure is logged as a
+    warning and never fails the stage that produced the data."""
+    try:
+        r = run_report(s, decl, m)
+    except Exception as e:
+        get_run_logger().warning("no report for %s/%s: %s", decl.name, m.get("key"), e)
+        r = None
+    if experiment:
+        from .artifacts import publish_stage_artifacts
+
+        publish_stage_artifacts(decl, m, r, experiment)
+    return {**m, "report": {"key": r["key"], "cached": r["cached"]}} if r else m
+
+
+@lru_cache(maxsize=None)
+def stage_task(name: str):
+    """The Prefect task of stage `name` (one per declared stage, cached by its content address)."""
+    decl = stage(name)
+
+    def run(store: str, conf: dict, paths: dict, inputs: dict, experiment: str = "") -> dict:
+        return execute(name, store, conf, paths, inputs, experiment)
+
+    run.__name__ = run.__qualname__ = name.replace("-", "_")
+    policy = StageCachePolicy(stage=decl.name, version=decl.version)
+    return task(run, name=decl.name, cache_policy=policy, persist_result=True, log_prints=True)
+
+
+@lru_cache(maxsize=None)
+def split_tasks(name: str):
+    """(prepare, part, finalize) tasks of a stage declared with a Split."""
+    decl = stage(name)
+    sp = decl.split
+
+    def prepare(store: str, conf: dict, inputs: dict, count: int) -> dict:
+        return step(f"{name} prepare", sp.prepare, store, decl, conf, inputs, count)
+
+    def part(store: str, conf: dict, inputs: dict, plan: dict, index: int) -> dict:
+        return step(f"{name} part {index}", sp.part, store, conf, inputs, plan, index)
+
+    def finalize(store: str, conf: dict, inputs: dict, plan: dict, parts: list[dict], experiment: str = "") -> dict:
+        s = open_store(store)
+        return report(decl, s, sp.finalize(s, conf, inputs, plan, parts), experiment)
+
+    return tuple(task(fn, name=f"{name}-{fn.__name__}", cache_policy=NO_CACHE) for fn in (prepare, part, finalize))
+
+
+def step(label: str, fn, store: str, *args):
+    """One step of a split stage (prepare, part): fn(store, *args, progress) with a progress bar."""
+    progress = Progress(label)
+    try:
+        return fn(open_store(store), *args, progress)
+    finally:
+        progress.close()
