@@ -116,14 +116,12 @@ class RunResult:
         """The rewritten transformers model and its tokenizer."""
         from transformers import AutoTokenizer
 
-        from gradiend_core.io import read_json
         from gradiend_core.lm import load_base_model
 
-        out = self.output("rewrite")
-        info = read_json(out / "manifest.json").get("info", {}) if (out / "manifest.json").is_file() else {}
-        model_dir = out / "model"
-        return (load_base_model(model_dir, objective=info.get("objective", "auto")).model,
-                AutoTokenizer.from_pretrained(model_dir))
+        model_dir = self.output("rewrite") / "model"
+        manifest = open_store(self.store).manifest("rewrite", self.summary["stages"]["rewrite"]["key"]) or {}
+        objective = manifest.get("info", {}).get("objective", "auto")  # older outputs did not record it
+        return load_base_model(model_dir, objective=objective).model, AutoTokenizer.from_pretrained(model_dir)
 
 
 def run_experiment(config: Any = None, store: str | Path = "store", overrides: list[str] | None = None,
