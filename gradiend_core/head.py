@@ -6,6 +6,10 @@ encoder is frozen, each training sentence is masked once (fixed for the seed) an
 the masked positions are computed once and cached; the training steps then only run the head on those
 cached (M, H) states. Masked tokens are always replaced by the mask token (no 80/10/10 mix), which is
 the only form GRADIEND ever feeds the model.
+
+Reached through the objective (`MaskedLM.fit_head`, `BaseLM.fit_head`); it works on a bare (model,
+tokenizer) and asks the given objective for the backbone, the head and the text encoding, so it needs
+neither BaseLM nor the digest (the caller refreshes that).
 """
 from __future__ import annotations
 
