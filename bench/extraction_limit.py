@@ -39,13 +39,12 @@ def pronoun_rows(n: int, seed: int = 42):
     return list(df["masked"]), list(df["factual"]), list(df["alternative"])
 
 
-def matmul_params(model) -> int:
-    """Parameters that sit in matmuls of the backbone (Linear weights), the N of 6*N*tokens."""
+def matmul_params(base) -> int:
+    """Parameters that sit in matmuls of the backbone (Linear weights), the N of 6*N*tokens. base: a BaseLM."""
     from torch import nn
 
-    from gradiend_core.gradients import backbone
-
-    return sum(m.weight.numel() for m in backbone(model).modules() if isinstance(m, nn.Linear))
+    body = base.objective.backbone(base.model)
+    return sum(m.weight.numel() for m in body.modules() if isinstance(m, nn.Linear))
 
 
 def layer_matmul_rate(tokens: int, hidden: int, inter: int, seconds: float = 1.0) -> dict:
@@ -184,7 +183,7 @@ def main() -> None:
         rows = pronoun_rows(n)
         log(f"extracting factual+alternative gradients of {len(rows[0])} rows")
         r = measure(base, rows, args.micro_batch, args.full_width, args.profile)
-        n_mm = matmul_params(base.model)
+        n_mm = matmul_params(base)
         n_all = sum(p.numel() for p in base.model.parameters())
         tok = sum(r["tokens"])
         passes = len(r["tokens"])  # one forward+backward per (row, word)

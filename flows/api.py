@@ -65,15 +65,16 @@ def _check_target_class(cfg: ExperimentConfig) -> None:
 def _check_inputs(cfg: ExperimentConfig, store: ArtifactStore, steps) -> None:
     """Cheap dry runs of what prepare-model, create-data and extract-gradients would fail on, so a bad
     model, bad data or a full disk is reported before minutes of work and with the store unchanged."""
-    from gradiend_core.lm import load_base_model, target_token_ids
+    from gradiend_core.lm import load_base_model
     from gradiend_core.param_map import select_parameters
     from gradiend_core.stages import extract_gradients
     from gradiend_core.data.corpus import class_map, corpus_texts, neutral_texts
 
-    base = load_base_model(cfg.model.name_or_path, allow_missing_head=cfg.model.fit_head != "never")
+    base = load_base_model(cfg.model.name_or_path, allow_missing_head=cfg.model.fit_head != "never",
+                           objective=cfg.model.objective)
     classes = class_map(cfg.data)
     for word in sorted({w for ws in classes.values() for w in ws}):
-        target_token_ids(base.tokenizer, word, base.objective)
+        base.objective.target_token_ids(base.tokenizer, word)
     data = steps["create-data"]
     m = store.manifest(data.stage, data.key) if store.status(data.stage, data.key) == "cached" else None
     if m is not None:
@@ -85,7 +86,8 @@ def _check_inputs(cfg: ExperimentConfig, store: ArtifactStore, steps) -> None:
         neutral_texts(cfg.data)  # readable (UTF-8, exists)
     x = cfg.extract
     n_rows += x.max_neutral_rows or cfg.data.neutral_max or 0
-    dim = select_parameters(base.model, x.include, x.exclude).input_dim
+    body = base.objective.backbone(base.model)
+    dim = select_parameters(base.model, x.include, x.exclude, backbone=body).input_dim
     if cfg.pre_prune.enabled:  # only the kept dims are stored
         from gradiend_core.pruning import resolve_k
 
@@ -117,7 +119,9 @@ class RunResult:
         from gradiend_core.lm import load_base_model
 
         model_dir = self.output("rewrite") / "model"
-        return load_base_model(model_dir).model, AutoTokenizer.from_pretrained(model_dir)
+        manifest = open_store(self.store).manifest("rewrite", self.summary["stages"]["rewrite"]["key"]) or {}
+        objective = manifest.get("info", {}).get("objective", "auto")  # older outputs did not record it
+        return load_base_model(model_dir, objective=objective).model, AutoTokenizer.from_pretrained(model_dir)
 
 
 def run_experiment(config: Any = None, store: str | Path = "store", overrides: list[str] | None = None,

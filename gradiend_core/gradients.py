@@ -1,20 +1,13 @@
 """Base-model gradients of target-token predictions: the GRADIEND inputs.
 
-A row is a masked sentence with a literal "[MASK]" placeholder and a target word. MLM: the placeholder
-becomes n mask tokens for an n-subtoken target and the i-th mask is labelled with the i-th subtoken.
-CLM: the input is the prefix before "[MASK]" and the first subtoken of " word" is scored from the logits
-at the last prefix position. The loss is cross-entropy; gradients are taken w.r.t. the parameters of a
-ParamMap and returned as flat float32 CPU vectors (P,), in map order.
+A row is a masked sentence with a literal "[MASK]" placeholder and a target word. What the model is fed
+and which positions are labelled with which token ids is the base model's prediction objective
+(`Objective.training_inputs`, gradiend_core/objectives/: MLM labels the mask tokens, CLM the last prefix
+position). The loss is cross-entropy; gradients are taken w.r.t. the parameters of a ParamMap and
+returned as flat float32 CPU vectors (P,), in map order.
 
-Deviation from the reference: CLM targets are scored from the logits at the LAST prefix position (the
-reference labels the last prefix token and lets HF shift the labels, scoring the target one position
-early, from the second-to-last prefix token).
 Deviation from the reference: batches are padded to their longest row (the reference pads every text to
 256 tokens), and LM-head logits are computed only at labelled positions (same gradients, far less work).
-Deviation from the reference: a CLM row with nothing before [MASK] is scored after the BOS token with
-the sentence-initial (no leading space) target form, instead of an empty input.
-Deviation from the reference: a template with several [MASK] placeholders expands every one of them to n
-masks (the reference labels the i-th mask overall with subtoken min(i, n-1)).
 
 Per-example gradients: `torch.func` vmap(grad) does not run on transformers 5.x models (their attention
 mask code branches on tensor values), so three strategies exist: "hooks" (one padded forward and one
@@ -27,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -36,10 +29,10 @@ from torch import nn
 from gradiend_core.allocator import reuse_freed_memory
 from gradiend_core.embedding_grad import EmbeddingGrad
 from gradiend_core.errors import ConfigError, DataError, ModelError
-from gradiend_core.lm import BaseLM, mask_token_or_error, target_token_ids
+from gradiend_core.lm import BaseLM
+from gradiend_core.objectives.base import Encoded, collate
 from gradiend_core.per_example import LayerHooks, NotHookable, select_into
 
-PLACEHOLDER = "[MASK]"
 KINDS = ("factual", "alternative", "diff")
 PerExample = Literal["auto", "hooks", "loop", "batched"]
 
@@ -51,83 +44,7 @@ class MaskedBatch:
     targets: list[str]
 
 
-@dataclass
-class Encoded:
-    """A right-padded batch and its labelled positions (N = number of labels over the batch)."""
-    input_ids: torch.Tensor       # (B, T)
-    attention_mask: torch.Tensor  # (B, T)
-    rows: torch.Tensor            # (N,) which example each label belongs to
-    cols: torch.Tensor            # (N,) position whose logits score the label
-    labels: torch.Tensor          # (N,) target token ids
-
-    @property
-    def batch_size(self) -> int:
-        return self.input_ids.shape[0]
-
-
-# ----------------------------------------------------------------------------- LM head at positions
-
-_MLM_HEAD_ATTRS = ("cls", "lm_head")
-_LOGIT_SCALING = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
-
-
-def head_fn(model) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """Maps backbone hidden states (N, H) to logits (N, V), or None when the model needs its full forward."""
-    cls = type(model).__name__
-    if cls.endswith("ForMaskedLM"):
-        if cls.startswith("DistilBert"):
-            return lambda h: model.vocab_projector(model.vocab_layer_norm(model.activation(model.vocab_transform(h))))
-        for attr in _MLM_HEAD_ATTRS:
-            if isinstance(getattr(model, attr, None), nn.Module):
-                return getattr(model, attr)
-        return None
-    if cls.endswith(("ForCausalLM", "LMHeadModel")) and isinstance(getattr(model, "lm_head", None), nn.Module):
-        if any(getattr(model.config, k, None) not in (None, 1, 1.0) for k in _LOGIT_SCALING):
-            return None  # logits are rescaled after lm_head: use the model's own forward
-        return model.lm_head
-    return None
-
-
-def backbone(model) -> nn.Module:
-    body = getattr(model, getattr(model, "base_model_prefix", ""), None)
-    return body if isinstance(body, nn.Module) else model.base_model
-
-
-def label_logits(model, enc: Encoded, objective: str, fast: bool = True) -> torch.Tensor:
-    """Logits (N, V) at the labelled positions only (unless the model has no separable head)."""
-    kwargs = {"input_ids": enc.input_ids, "attention_mask": enc.attention_mask}
-    if objective == "clm":
-        kwargs["use_cache"] = False
-    head = head_fn(model) if fast else None
-    if head is not None:
-        hidden = backbone(model)(**kwargs).last_hidden_state  # (B, T, H)
-        return head(hidden[enc.rows, enc.cols])               # (N, H) -> (N, V)
-    logits = model(**kwargs).logits                           # (B, T, V)
-    return logits[enc.rows, enc.cols]
-
-
-def logits_at(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor,
-              cols: torch.Tensor, objective: str) -> torch.Tensor:
-    """Logits (N, V) at positions (rows[i], cols[i]) of a padded batch (B, T).
-
-    The LM head runs only there: on a MiniLM batch of 32 x 20 tokens with one position of interest
-    per row, the full (B, T, 30522) logits would be ~15 GFLOP against ~14 for the transformer itself
-    (2 x params x tokens; an estimate, not a measurement)."""
-    empty = torch.empty(0, dtype=torch.long, device=input_ids.device)
-    return label_logits(model, Encoded(input_ids, attention_mask, rows, cols, empty), objective)
-
-
 # ----------------------------------------------------------------------------- encoding
-
-def max_input_length(base: BaseLM) -> int:
-    """Longest input the model accepts: min of its position limit and the tokenizer's model_max_length."""
-    cfg = base.model.config
-    limits = [getattr(cfg, k, None) for k in ("max_position_embeddings", "n_positions")]
-    tok_max = getattr(base.tokenizer, "model_max_length", None)
-    limits.append(tok_max if isinstance(tok_max, int) and tok_max < 1_000_000 else None)
-    limits = [int(x) for x in limits if isinstance(x, int) and x > 0]
-    return min(limits) if limits else 512
-
 
 def _check_rows(masked: Sequence[str], targets: Sequence[str]) -> None:
     if isinstance(masked, str) or isinstance(targets, str):
@@ -136,61 +53,6 @@ def _check_rows(masked: Sequence[str], targets: Sequence[str]) -> None:
         raise DataError(f"{len(masked)} masked texts but {len(targets)} targets; pass one target per text")
     if not masked:
         raise DataError("no rows to compute gradients for; pass at least one masked text")
-
-
-def encode_mlm(tokenizer, masked: str, target: str, max_length: int) -> tuple[list[int], list[int], list[int]]:
-    """(ids, label positions, label ids) of one MLM row; each placeholder becomes n mask tokens."""
-    if PLACEHOLDER not in masked:
-        raise DataError(f"masked text has no {PLACEHOLDER} placeholder: {masked!r}; put {PLACEHOLDER} where the "
-                        "target word goes")
-    mask_id = mask_token_or_error(tokenizer)
-    sub = target_token_ids(tokenizer, target, "mlm")
-    parts = masked.split(PLACEHOLDER)
-    text = (" ".join([tokenizer.mask_token] * len(sub))).join(parts)
-    ids = list(tokenizer(text, truncation=True, max_length=max_length)["input_ids"])
-    cols = [i for i, t in enumerate(ids) if t == mask_id]
-    expected = (len(parts) - 1) * len(sub)
-    if len(cols) != expected:
-        raise DataError(f"masked text {masked!r} has {len(cols)} mask tokens after tokenization, expected "
-                        f"{expected}; shorten the text (max {max_length} tokens) or remove literal mask tokens")
-    return ids, cols, [sub[j % len(sub)] for j in range(len(cols))]
-
-
-def encode_clm(tokenizer, masked: str, target: str, max_length: int) -> tuple[list[int], list[int], list[int]]:
-    """(ids, [last prefix position], [first subtoken of the target]) of one CLM row."""
-    if PLACEHOLDER not in masked:
-        raise DataError(f"masked text has no {PLACEHOLDER} placeholder: {masked!r}; put {PLACEHOLDER} where the "
-                        "target word goes")
-    prefix = masked.split(PLACEHOLDER, 1)[0].rstrip()
-    ids = list(tokenizer(prefix)["input_ids"]) if prefix else []
-    if not prefix:
-        if not ids:
-            bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-            if bos is None:
-                raise DataError(f"masked text {masked!r} has no words before {PLACEHOLDER} and the tokenizer has no "
-                                "BOS token; a causal LM needs a prefix to predict from")
-            ids = [bos]
-        first = target_token_ids(tokenizer, target, "mlm")[0]  # sentence-initial form: no leading space
-    else:
-        first = target_token_ids(tokenizer, target, "clm")[0]
-    ids = ids[-max_length:]  # keep the end: the last prefix position is the one that predicts
-    return ids, [len(ids) - 1], [first]
-
-
-def collate(rows: Sequence[tuple[list[int], list[int], list[int]]], pad_id: int) -> Encoded:
-    """Right-pad to the longest row; label positions are unchanged by right padding."""
-    T = max(len(ids) for ids, _, _ in rows)
-    input_ids = torch.full((len(rows), T), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(rows), T), dtype=torch.long)
-    r, c, y = [], [], []
-    for i, (ids, cols, labels) in enumerate(rows):
-        input_ids[i, :len(ids)] = torch.tensor(ids, dtype=torch.long)
-        attention[i, :len(ids)] = 1
-        r += [i] * len(cols)
-        c += cols
-        y += labels
-    as_long = lambda v: torch.tensor(v, dtype=torch.long)  # noqa: E731
-    return Encoded(input_ids, attention, as_long(r), as_long(c), as_long(y))
 
 
 # ----------------------------------------------------------------------------- extractor
@@ -212,11 +74,11 @@ class GradientExtractor:
             raise ConfigError(f"unknown per-example strategy {per_example!r}; use 'auto', 'hooks', 'loop' or 'batched'")
         if base.head_fitted is False:
             raise ModelError(f"the masked-LM head of '{base.name_or_path}' is newly initialised and not fitted, so its "
-                             "gradients are meaningless; fit it first (head.fit_mlm_head / model.fit_head)")
+                             "gradients are meaningless; fit it first (BaseLM.fit_head / model.fit_head)")
         self.base, self.param_map = base, param_map
         self.model, self.tokenizer, self.objective = base.model, base.tokenizer, base.objective
         self.per_example, self.fast_head = per_example, fast_head
-        self.max_length = int(max_length or max_input_length(base))
+        self.max_length = int(max_length or base.max_input_length())
         param_map.check_model(self.model)  # ModelError on a missing name or a shape mismatch
         named = dict(self.model.named_parameters(remove_duplicate=False))
         self.names: list[str] = [spec.name for spec in param_map.specs]  # map order = output layout
@@ -250,8 +112,8 @@ class GradientExtractor:
 
     # -- encoding / loss
     def encode_row(self, masked: str, target: str):
-        fn = encode_mlm if self.objective == "mlm" else encode_clm
-        return fn(self.tokenizer, masked, target, self.max_length)
+        """(ids, label positions, label ids) of one row: the objective's training inputs."""
+        return self.objective.training_inputs(self.tokenizer, masked, target, self.max_length)
 
     def encode(self, masked: Sequence[str], targets: Sequence[str]) -> Encoded:
         _check_rows(masked, targets)
@@ -261,7 +123,7 @@ class GradientExtractor:
 
     def label_losses(self, enc: Encoded) -> torch.Tensor:
         """Cross-entropy (N,) of every labelled position."""
-        logits = label_logits(self.model, enc, self.objective, self.fast_head)  # (N, V)
+        logits = self.objective.label_logits(self.model, enc, self.fast_head)  # (N, V)
         if logits.dtype not in (torch.float32, torch.float64):
             logits = logits.float()  # half-precision cross-entropy loses the small gradients
         return F.cross_entropy(logits, enc.labels, reduction="none")
@@ -378,7 +240,7 @@ class GradientExtractor:
                 ef, ea = self.encode([m], [f]), self.encode([m], [a])
                 if torch.equal(ef.input_ids, ea.input_ids) and torch.equal(ef.cols, ea.cols):
                     with self._forward():
-                        logits = label_logits(self.model, ef, self.objective, self.fast_head).float()  # (n, V)
+                        logits = self.objective.label_logits(self.model, ef, self.fast_head).float()  # (n, V)
                     self._row_into(g_f[i], F.cross_entropy(logits, ef.labels), retain=True)
                     self._row_into(g_a[i], F.cross_entropy(logits, ea.labels))
                 else:
@@ -419,7 +281,7 @@ class GradientExtractor:
         from ONE padded forward of `enc` and one backward per label vector (see per_example.py)."""
         B, P = enc.batch_size, self.param_map.input_dim
         with self._hooks.capture(self.model, B), self._forward():
-            logits = label_logits(self.model, enc, self.objective, self.fast_head)  # (N, V)
+            logits = self.objective.label_logits(self.model, enc, self.fast_head)  # (N, V)
         if logits.dtype not in (torch.float32, torch.float64):
             logits = logits.float()  # half-precision cross-entropy loses the small gradients
         # a row's loss is the mean over its labels; rows are independent, so the sum's backward gives each

@@ -325,9 +325,10 @@ def backbone_module(model: nn.Module) -> nn.Module:
     return body if isinstance(body, nn.Module) else model
 
 
-def backbone_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    """Full-model names of backbone params, model order; tied tensors appear once (first name)."""
-    ids = {id(p) for p in backbone_module(model).parameters()}
+def backbone_parameters(model: nn.Module, backbone: nn.Module | None = None) -> list[tuple[str, nn.Parameter]]:
+    """Full-model names of backbone params, model order; tied tensors appear once (first name).
+    backbone: the body module (the model's objective says which; default backbone_module(model))."""
+    ids = {id(p) for p in (backbone if backbone is not None else backbone_module(model)).parameters()}
     return [(n, p) for n, p in model.named_parameters() if id(p) in ids]
 
 
@@ -364,13 +365,14 @@ def _match(patterns: list[str], names: list[str], kind: str, head_names: list[st
 
 
 def select_parameters(model: nn.Module, include: list[str] | None = None,
-                      exclude: list[str] | None = None) -> ParamMap:
+                      exclude: list[str] | None = None, backbone: nn.Module | None = None) -> ParamMap:
     """ParamMap over the backbone parameters (embeddings included, LM head excluded), filtered by patterns.
 
     include: keep only names matching one of these; exclude: then drop names matching one of these.
-    Model order is kept. Each selected tensor is taken whole ("all").
+    Model order is kept. Each selected tensor is taken whole ("all"). backbone: the body module whose
+    parameters are selectable (`Objective.backbone(model)`; default backbone_module(model)).
     """
-    core = backbone_parameters(model)
+    core = backbone_parameters(model, backbone)
     names = [n for n, _ in core]
     head = [n for n, _ in model.named_parameters() if n not in set(names)]
     if isinstance(include, str) or isinstance(exclude, str):

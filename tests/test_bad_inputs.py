@@ -76,6 +76,7 @@ CASES = {
     "model-missing": (None, ["model.name_or_path=/nonexistent/model"], "not found"),
     "model-dir-without-config": (None, ["model.name_or_path={env}/empty-dir"], "has no config.json"),
     "no-head-fitting-disabled": (None, ["model.name_or_path={env}/no-head"], "has no masked-LM head; enable"),
+    "unknown-objective": (None, ["model.objective=mlmm"], "unknown objective 'mlmm' (did you mean 'mlm'?)"),
     "tokenizer-missing": (None, ["model.name_or_path={env}/no-tokenizer"], "no tokenizer files"),
     "target-not-encodable": (None, ["data.classes={a: [he], b: [\u2603]}"], "cannot be encoded"),
     # data

@@ -10,10 +10,10 @@ from typing import Any
 import pyarrow as pa
 
 from gradiend_core.errors import DataError
+from gradiend_core.tokens import MASK  # noqa: F401  (re-exported: data.schema.MASK)
 
 SCHEMA_VERSION = 1
 SPLITS = ("train", "validation", "test")
-MASK = "[MASK]"
 
 # (name, arrow type, description). The order here IS the column order on disk and in DataFrames.
 _TRAINING_COLUMNS: list[tuple[str, pa.DataType, str]] = [

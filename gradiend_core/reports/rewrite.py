@@ -23,6 +23,11 @@ def artifacts(m: dict, report: dict | None, exp: str) -> list[dict]:
     md = (header(m, f"Rewritten model ({direction} {target})") + f"\nsaved to `{model_dir}`\n\n" + md_table([cell])
           + f"\n\n**P({target}) on held-out sentences, base vs rewritten** (mean "
             f"{fmt(means.get(f'p_{target}_base'))} -> {fmt(means.get(f'p_{target}_rewritten'))})\n\n"
-          + md_table(rewrite_rows(examples, target)) + "\n\nload it with `transformers.pipeline(\"fill-mask\", "
-            "model=...)` (`text-generation` for a causal LM).")
+          + md_table(rewrite_rows(examples, target)) + _load_hint(i.get("pipeline_task")))
     return [spec("markdown", main_key(m, exp), md, f"{direction} {target}: {model_dir}")]
+
+
+def _load_hint(task: str | None) -> str:
+    if task:
+        return f"\n\nload it with `transformers.pipeline(\"{task}\", model=...)`."
+    return "\n\nload it with `transformers.pipeline(\"fill-mask\", model=...)` (`text-generation` for a causal LM)."

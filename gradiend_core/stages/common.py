@@ -33,11 +33,12 @@ def store_dir(pre_prune_manifest: dict) -> Path:
 
 
 def load_prepared_model(model_manifest: dict):
-    """The base LM recorded by prepare-model, checked against its recorded digest."""
+    """The base LM recorded by prepare-model (with its objective), checked against its recorded digest."""
     from ..lm import load_base_model
 
     i = info(model_manifest)
-    base = load_base_model(model_dir(model_manifest), allow_missing_head=False)
+    base = load_base_model(model_dir(model_manifest), allow_missing_head=False,
+                           objective=i.get("objective", "auto"))
     if base.digest != i["digest"]:
         raise StoreError(f"model files in {model_dir(model_manifest)} changed since prepare-model recorded digest "
                          f"{i['digest'][:12]} (now {base.digest[:12]}); re-run to refresh prepare-model")

@@ -31,6 +31,7 @@ from ..param_map import load_param_map as read_param_map  # noqa: F401  (extract
 from ..param_map import save_param_map as write_param_map
 from ..pruning import KEEP_FILE, PrePruneConfig, kept_per_param, sample_keep
 from ..reports import extract_gradients as report
+from ..tokens import MASK
 from .common import info, load_prepared_model, out_path, section
 from .declaration import Report, Stage, needs
 
@@ -38,7 +39,6 @@ NAME = "extract-gradients"
 # 3: per-example gradients from one padded batch pass (per_example.py); 4: pre-pruning importance from
 # the gradient of the sample's mean loss (float32 rounding, hence near-ties, differ)
 VERSION = "4"
-MASK = "[MASK]"
 PROGRESS = "progress.json"  # in the staging dir while building: row blocks already written
 BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
 
@@ -92,11 +92,9 @@ def check_disk(out: Path, n_rows: int, dim: int, dtype: str) -> int:
 
 def check_targets(base, rows: pd.DataFrame) -> None:
     """Every target word must be encodable before any backward pass runs."""
-    from ..lm import target_token_ids
-
     words = set(rows["factual"]) | set(w for w in rows["alternative"] if w)
     for w in sorted(words):
-        target_token_ids(base.tokenizer, w, base.objective)
+        base.objective.target_token_ids(base.tokenizer, w)
 
 
 @dataclass
@@ -127,7 +125,7 @@ class Extraction:
         rows, base = self.rows, self.base
         return {"n_rows": self.n, "dim": self.pmap.input_dim, "dtype": self.x.dtype, "n_params": len(self.pmap.specs),
                 "splits": {k: int(v) for k, v in rows["split"].value_counts().sort_index().items()},
-                "base": {"name_or_path": base.name_or_path, "digest": base.digest, "objective": base.objective},
+                "base": {"name_or_path": base.name_or_path, "digest": base.digest, "objective": base.objective.name},
                 "classes": list(self.classes.items()), "pre_prune": self.pruned}
 
 
@@ -147,7 +145,7 @@ def setup(conf: dict, inputs: dict, out: Path, progress=None) -> Extraction:
     classes = dict(info(inputs["data"])["classes"])  # ordered [name, words] pairs -> dict
     exclude = {w for ws in classes.values() for w in ws}
     rows = row_index(training, neutral_rows(neutral, exclude, x.max_neutral_rows, seed=0))
-    pmap = select_parameters(base.model, x.include, x.exclude)
+    pmap = select_parameters(base.model, x.include, x.exclude, backbone=base.objective.backbone(base.model))
     check_targets(base, rows)
     pmap, pruned = prune_first(out, base, pmap, rows, conf.get("pre_prune") or {}, x, progress)
     return Extraction(x, base, rows, pmap, classes, pruned)

@@ -23,26 +23,25 @@ def paths(cfg) -> dict:
 def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     pin_torch_threads(2)  # see common.pin_torch_threads
     from ..experiment import DataSection, ModelSection
+    from ..head import HeadFitConfig
 
-    m = ModelSection(**conf["model"])
-    base = load_base_model(m.name_or_path, allow_missing_head=m.fit_head != "never")
+    m = ModelSection(**{**conf["model"], "head": HeadFitConfig(**conf["model"]["head"])})
+    base = load_base_model(m.name_or_path, allow_missing_head=m.fit_head != "never", objective=m.objective)
     src_dir = str(resolve_model_path(m.name_or_path))
     head = None
-    if base.objective == "mlm" and (base.head_fitted is False or m.fit_head == "always"):
-        from ..head import HeadFitConfig, fit_mlm_head
-
+    if base.objective.fits_head and (base.head_fitted is False or m.fit_head == "always"):
         data = DataSection(**{k: v for k, v in conf["corpus"].items() if k == "text_column"},
                            builtin=conf["corpus"]["builtin"], corpus=paths.get("corpus"))
-        texts = corpus_texts(data)[: m.head_max_texts]
+        texts = corpus_texts(data)[: m.head.max_texts]
         progress(0.05, f"fitting the masked-LM head on {len(texts)} texts")
-        head = fit_mlm_head(base, texts, HeadFitConfig(steps=m.head_steps, lr=m.head_lr,
-                                                       batch_size=m.head_batch_size, seed=m.head_seed))
+        head = base.fit_head(texts, m.head)
         base.model.save_pretrained(out / "model")
         base.tokenizer.save_pretrained(out / "model")
-        base = load_base_model(out / "model")  # digest of exactly what downstream stages will load
+        # the digest of exactly what downstream stages will load
+        base = load_base_model(out / "model", objective=base.objective.name)
     # a fitted model lives in this output's model/; otherwise the source directory is used as is
     return {"name_or_path": m.name_or_path, "source_dir": src_dir,
-            "digest": base.digest, "objective": base.objective, "head": head,
+            "digest": base.digest, "objective": base.objective.name, "head": head,
             "n_parameters": int(sum(p.numel() for p in base.model.parameters()))}
 
 

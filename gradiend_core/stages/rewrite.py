@@ -1,6 +1,7 @@
 """rewrite: apply the selected update to the base model and save it with its tokenizer.
 
-The result loads with `transformers.pipeline("fill-mask", model=DIR)` (or text-generation for CLMs).
+The result loads with `transformers.pipeline(TASK, model=DIR)`, TASK being the objective's pipeline task
+("fill-mask" for MLMs, "text-generation" for CLMs; recorded as `pipeline_task`).
 """
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     examples = example_probabilities(base, rewritten, out_path(inputs["data"]), class_words, target, r["direction"])
     atomic_write_json(out / "examples.json", examples)
     return {"target_class": target, "direction": r["direction"], "selected": chosen,
-            "model_subdir": "model", "examples_mean": _means(examples)}
+            "model_subdir": "model", "examples_mean": _means(examples),
+            "objective": base.objective.name, "pipeline_task": base.objective.pipeline_task}
 
 
 def example_probabilities(base, rewritten, data_dir: Path, class_words: dict, target: str, direction: str) -> list:

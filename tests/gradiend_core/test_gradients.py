@@ -54,11 +54,11 @@ def test_mean_example_gradient_is_the_mean_of_the_rows_gradients(base64):
     """Rows of different lengths and label counts (a 4-subtoken target): each row counts once, by its
     own mean label loss, as pre-pruning's importance needs (not the mean over all labels)."""
     ex = GradientExtractor(base64, select_parameters(base64.model))
-    targets = ["he", "zqxv", "they"] if base64.objective == "mlm" else TARGETS
+    targets = ["he", "zqxv", "they"] if base64.objective.name == "mlm" else TARGETS
     got = ex.mean_example_gradient(MASKED, targets)
     per = ex.example_gradients(MASKED, targets)
     assert got.shape == (ex.param_map.input_dim,) and _rel(got, per.mean(0)) < 1e-6
-    if base64.objective == "mlm":  # the mean over all six labels weights the long row 4x: a different vector
+    if base64.objective.name == "mlm":  # the mean over all six labels weights the long row 4x: a different vector
         assert _rel(ex.batch_gradient(MASKED, targets), per.mean(0)) > 1e-3
     assert all(p.grad is None for p in base64.model.parameters())  # nothing accumulated on the model
 
@@ -128,7 +128,7 @@ def test_head_only_logits_match_full_hf_loss(base64):
     enc = ex.encode(MASKED, TARGETS)
     ids, att = enc.input_ids, enc.attention_mask
     labels = torch.full_like(ids, -100)
-    if base64.objective == "mlm":
+    if base64.objective.name == "mlm":
         labels[enc.rows, enc.cols] = enc.labels
     else:  # append one token so HF's shifted labels score the target from the last prefix position
         ids = torch.cat([ids, torch.full_like(ids[:, :1], ex.pad_id)], 1)

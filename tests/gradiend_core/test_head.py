@@ -4,22 +4,29 @@ import pytest
 import torch
 
 from gradiend_core.errors import ConfigError, DataError, ModelError
-from gradiend_core.head import HeadFitConfig, fit_mlm_head, head_parameters, top1_accuracy
+from gradiend_core.head import HeadFitConfig, fit_mlm_head, top1_accuracy
 from gradiend_core.lm import BaseLM, weights_digest
+from gradiend_core.objectives import get_objective
 from gradiend_core.testing import tiny_clm, tiny_mlm
+
+MLM = get_objective("mlm")
 
 SUBJECTS = ["the doctor", "the nurse", "my friend", "the teacher", "the student", "the man", "the woman"]
 VERBS = ["said that", "thought that", "knew that", "told me that"]
 PRONOUNS = ["he", "she", "they", "it"]
 ENDINGS = ["was tired .", "went to the park .", "came home late .", "saw the dog .", "made the book ."]
 TEXTS = [" ".join(p) for p in itertools.product(SUBJECTS, VERBS, PRONOUNS, ENDINGS)]  # 560 sentences
-CFG = HeadFitConfig(steps=150, lr=1e-2, progress=False)
+CFG = HeadFitConfig(steps=150, lr=1e-2)
 
 
 
 def _headless_base(seed: int = 0) -> BaseLM:
     model, tok = tiny_mlm(seed=seed)
     return BaseLM(model, tok, "mlm", "tiny", "x", head_fitted=False)
+
+
+def head_parameters(model):
+    return MLM.head_parameters(model)
 
 
 def _head_state(model) -> dict:
@@ -30,7 +37,7 @@ def _head_state(model) -> dict:
 def fitted():
     base = _headless_base()
     body_before = {k: v.clone() for k, v in base.model.bert.state_dict().items()}
-    return base, body_before, fit_mlm_head(base, TEXTS, CFG)
+    return base, body_before, base.fit_head(TEXTS, CFG)
 
 
 def test_fit_improves_heldout_accuracy_and_touches_only_the_head(fitted):
@@ -55,16 +62,17 @@ def test_fit_improves_heldout_accuracy_and_touches_only_the_head(fitted):
 
 def test_fit_is_deterministic_for_a_seed():
     a, b, c = _headless_base(), _headless_base(), _headless_base()
-    cfg = HeadFitConfig(steps=40, lr=1e-2, progress=False)
+    cfg = HeadFitConfig(steps=40, lr=1e-2)
     torch.manual_seed(123)  # the global RNG must not matter
-    ma = fit_mlm_head(a, TEXTS, cfg)
+    ma = a.fit_head(TEXTS, cfg)
     torch.manual_seed(456)
-    mb = fit_mlm_head(b, TEXTS, cfg)
+    # the same fit on a bare (model, tokenizer): no BaseLM needed
+    mb = fit_mlm_head(b.model, b.tokenizer, TEXTS, cfg, objective=MLM, reset=True)
     ma.pop("seconds"), mb.pop("seconds")
     assert ma == mb
     for (n, pa), (_, pb) in zip(_head_state(a.model).items(), _head_state(b.model).items()):
         assert torch.equal(pa, pb), n
-    mc = fit_mlm_head(c, TEXTS, HeadFitConfig(steps=40, lr=1e-2, seed=1, progress=False))
+    mc = c.fit_head(TEXTS, HeadFitConfig(steps=40, lr=1e-2, seed=1))
     assert mc["train_loss_curve"] != ma["train_loss_curve"]
 
 
@@ -87,9 +95,13 @@ def test_head_fit_errors():
     with pytest.raises(ConfigError, match="mask_prob"):
         HeadFitConfig(mask_prob=0.0).validate()
     with pytest.raises(ConfigError, match="steps >= 1"):
-        fit_mlm_head(_headless_base(), TEXTS, HeadFitConfig(steps=0))
+        _headless_base().fit_head(TEXTS, HeadFitConfig(steps=0))
     with pytest.raises(DataError, match="at least 2 non-empty texts"):
-        fit_mlm_head(_headless_base(), ["only one", "  "], CFG)
+        _headless_base().fit_head(["only one", "  "], CFG)
     model, tok = tiny_clm()
-    with pytest.raises(ModelError, match="causal LM; head fitting is only for masked LMs"):
-        fit_mlm_head(BaseLM(model, tok, "clm", "tiny-clm", "x"), TEXTS, CFG)
+    clm = BaseLM(model, tok, "clm", "tiny-clm", "x")
+    assert not clm.objective.fits_head
+    with pytest.raises(ModelError, match="objective 'clm' has no head to fit for 'tiny-clm'"):
+        clm.fit_head(TEXTS, CFG)
+    with pytest.raises(ModelError, match="cannot find a separable masked-LM head in GPT2LMHeadModel"):
+        fit_mlm_head(model, tok, TEXTS, CFG, objective=MLM)

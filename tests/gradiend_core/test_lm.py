@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from gradiend_core.errors import ModelError
-from gradiend_core.lm import (
-    detect_objective, is_byte_level, load_base_model, mask_token_or_error, objective_from_config,
-    require_single_token, resolve_model_path, target_token_ids, weights_digest,
-)
+from gradiend_core.lm import BaseLM, load_base_model, resolve_model_path, weights_digest
+from gradiend_core.objectives import get_objective
+from gradiend_core.objectives.base import is_byte_level, mask_token_or_error
 from gradiend_core.testing import save_tiny, tiny_clm, tiny_mlm
+
+MLM, CLM = get_objective("mlm"), get_objective("clm")
 
 
 
@@ -30,7 +31,7 @@ def test_load_tiny_mlm_by_path(tmp_path, mlm):
     path = save_tiny(model, tok, tmp_path / "m")
     assert resolve_model_path(str(path)) == path.resolve()
     base = load_base_model(str(path))
-    assert base.objective == "mlm" and base.head_fitted is None
+    assert base.objective.name == "mlm" and base.objective is MLM and base.head_fitted is None
     assert not base.model.training
     assert all(p.dtype == torch.float32 for p in base.model.parameters())
     assert base.digest == weights_digest(model)  # same weights as saved
@@ -41,10 +42,21 @@ def test_load_tiny_mlm_by_path(tmp_path, mlm):
 
 def test_load_tiny_clm_by_path(tmp_path, clm):
     model, tok = clm
-    base = load_base_model(save_tiny(model, tok, tmp_path / "c"))
-    assert base.objective == "clm" and base.head_fitted is None
-    assert detect_objective(base.model) == "clm"
+    path = save_tiny(model, tok, tmp_path / "c")
+    base = load_base_model(path)
+    assert base.objective.name == "clm" and base.head_fitted is None
+    assert type(base.model).__name__ == "GPT2LMHeadModel"
     assert base.digest == weights_digest(model)
+    requested = load_base_model(path, objective="clm")  # a requested objective that serves the model
+    assert requested.objective is CLM and requested.digest == base.digest
+    with pytest.raises(ModelError, match="objective 'mlm' cannot serve model type 'gpt2'"):
+        load_base_model(path, objective="mlm")
+
+
+def test_base_lm_takes_an_objective_name(clm):
+    model, tok = clm
+    base = BaseLM(model, tok, "clm", "tiny", "x")
+    assert base.objective is CLM and base.max_input_length() == 128
 
 
 def test_missing_path_error():
@@ -82,7 +94,7 @@ def test_no_mlm_head_error_and_allow_missing_head(tmp_path, mlm):
     with pytest.raises(ModelError, match=r"has no masked-LM head; enable head fitting \(model.fit_head\)"):
         load_base_model(str(path))
     base = load_base_model(str(path), allow_missing_head=True)
-    assert base.objective == "mlm" and base.head_fitted is False
+    assert base.objective.name == "mlm" and base.head_fitted is False
     # the encoder weights really come from the checkpoint, only the head is new
     from transformers import BertModel
     saved = BertModel.from_pretrained(str(path))
@@ -98,18 +110,6 @@ def test_model_with_neither_head(tmp_path, mlm):
     path = save_tiny(ViTModel(cfg), mlm[1], tmp_path / "vit")
     with pytest.raises(ModelError, match="neither a masked-LM nor a causal-LM head"):
         load_base_model(str(path))
-    with pytest.raises(ModelError, match="no masked-LM or causal-LM head"):
-        detect_objective(ViTModel(cfg))
-
-
-def test_objective_from_config():
-    from transformers import BertConfig, GPT2Config, T5Config
-
-    assert objective_from_config(BertConfig()) == "mlm"
-    assert objective_from_config(GPT2Config()) == "clm"
-    assert objective_from_config(BertConfig(is_decoder=True)) == "clm"
-    with pytest.raises(ModelError, match="encoder-decoder"):
-        objective_from_config(T5Config())
 
 
 def test_missing_tokenizer_names_directory(tmp_path, mlm):
@@ -155,11 +155,11 @@ def test_weights_digest_is_fast():
 def test_target_token_ids(mlm, clm):
     _, btok = mlm
     _, gtok = clm
-    assert target_token_ids(btok, "he", "mlm") == btok("he", add_special_tokens=False)["input_ids"]
-    assert len(target_token_ids(btok, "zqxv", "mlm")) == 4  # z ##q ##x ##v
+    assert MLM.target_token_ids(btok, "he") == btok("he", add_special_tokens=False)["input_ids"]
+    assert len(MLM.target_token_ids(btok, "zqxv")) == 4  # z ##q ##x ##v
     # CLM with byte-level BPE: the leading-space form, which differs from the bare word
     assert is_byte_level(gtok) and not is_byte_level(btok)
-    ids = target_token_ids(gtok, "he", "clm")
+    ids = CLM.target_token_ids(gtok, "he")
     assert ids == gtok(" he")["input_ids"] and ids != gtok("he")["input_ids"]
     assert gtok.convert_ids_to_tokens(ids) == ["Ġhe"]
 
@@ -168,14 +168,17 @@ def test_target_word_errors(mlm, clm):
     _, btok = mlm
     _, gtok = clm
     with pytest.raises(ModelError, match="target word '☃' cannot be encoded by the tokenizer of"):
-        target_token_ids(btok, "☃", "mlm")
+        MLM.target_token_ids(btok, "☃")
     with pytest.raises(ModelError, match="cannot be encoded"):
-        target_token_ids(gtok, "  ", "clm")
+        CLM.target_token_ids(gtok, "  ")
     with pytest.raises(ModelError, match=r"split into 4 tokens .* a single token is needed"):
-        require_single_token(btok, "zqxv", "mlm")
-    assert require_single_token(btok, "she", "mlm") == btok.convert_tokens_to_ids("she")
+        MLM.single_token_id(btok, "zqxv")
+    assert MLM.single_token_id(btok, "she") == btok.convert_tokens_to_ids("she")
     with pytest.raises(ModelError, match="has no mask token"):
         mask_token_or_error(gtok)
+    with pytest.raises(ModelError, match="has no mask token"):
+        MLM.check_tokenizer(gtok)
+    CLM.check_tokenizer(gtok)  # a causal LM needs no mask token
     assert mask_token_or_error(btok) == btok.mask_token_id
 
 

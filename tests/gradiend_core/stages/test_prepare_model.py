@@ -28,8 +28,8 @@ def test_headless_encoder_gets_a_fitted_head(tmp_path):
     encoder = BertModel(mlm.config)
     encoder.load_state_dict(mlm.bert.state_dict(), strict=False)
     src = save_tiny(encoder, tok, tmp_path / "headless")
-    cfg = load_experiment(None, [f"model.name_or_path={src}", "model.fit_head=auto", "model.head_steps=5",
-                                 "model.head_max_texts=64"])
+    cfg = load_experiment(None, [f"model.name_or_path={src}", "model.fit_head=auto", "model.head.steps=5",
+                                 "model.head.max_texts=64"])
     m = run_step(ArtifactStore(tmp_path / "store"), plan(cfg)["prepare-model"], {})
     assert m["info"]["head"]["steps"] == 5 and (tmp_path / "store" / "prepare-model" / m["key"] / "model").is_dir()
     base = load_prepared_model(m)
