@@ -14,8 +14,9 @@ Strengthen metric for C: mean P(C) over the rows of the other class(es); weaken 
 feature_factor(C); weakening C at cells whose feature factor belongs to another class.
 
 Deviation from the reference: every cell is applied to the base model in place and reverted bit-exactly
-(`Gradiend.applied`) instead of deep-copying the model per cell; all cells are scored on the same
-rows (both classes) and the same precomputed LMS masks, so the full table is available for plots.
+(`Gradiend.applied`) instead of deep-copying the model per cell, and every cell scores the rows of
+every class (the reference scores only the rows its metric needs), so the full table is available for
+plots. (Every cell's LMS uses the same mask positions, as in the reference.)
 Deviation from the reference: with more than two classes the strengthen metric pools the rows of all
 other classes (the reference reads a single "other class").
 Deviation from the reference: CLM targets use the leading-space form of the word (" he") for

@@ -16,9 +16,9 @@ classes (<= -0.5 -> -1, >= +0.5 -> +1, else 0) for label and prediction; target_
 binary (encoded >= 0 -> +1, else -1).
 
 Spread statistics (std) use ddof=1 (the pandas convention); a class with one row has std 0.0.
-Deviation from the reference: an undefined Pearson (fewer than 2 rows, zero variance, NaN) is 0.0
-everywhere, including per split; per-split blocks are computed for any `splits` given (the
-reference's split-generalisation analysis is not reproduced here).
+An undefined Pearson (fewer than 2 rows, zero variance, NaN) is 0.0, as in the reference.
+Deviation from the reference: per-split blocks (with their own Pearson) are computed for any `splits`
+given; the reference's split-generalisation analysis is not reproduced here.
 """
 from __future__ import annotations
 

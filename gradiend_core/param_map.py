@@ -5,9 +5,9 @@ tensor (flat, C order) are concatenated in map order into the (P,) input vector.
 index of an entry is its position in the concatenation of ALL map tensors at full size; it does not
 change under pruning (a spec whose selection becomes empty stays in the map for that reason).
 
-Deviation from the reference: include patterns keep every match (the reference's `param_map`
-wildcard keeps only the first match), and a pattern that matches nothing is an error instead of
-being silently ignored.
+Include patterns keep every match, like the reference's `params` (only its `param_map` wildcard keeps
+the first match). Deviation from the reference: a pattern that matches nothing is an error, and an
+`exclude` list can drop tensors from the selection.
 """
 from __future__ import annotations
 

@@ -90,7 +90,7 @@ def is_convergent(stats: dict, cfg: SeedSelectionConfig) -> bool:
 
 
 def enough_convergent(runs: list[dict], cfg: SeedSelectionConfig) -> bool:
-    """True once min_convergent_seeds runs are convergent (the pipeline's early-stop test)."""
+    """True once min_convergent_seeds runs are convergent (reported only: every seed is trained)."""
     return sum(is_convergent(r["stats"], cfg) for r in runs) >= cfg.min_convergent_seeds
 
 

@@ -17,8 +17,9 @@ Second moments are sign-free and unchanged.
 Deviation from the reference: with do_eval=False or an empty eval set the FINAL model is returned
 and convergence is reported as unknown (None); the reference keeps the step-1 model and reports
 non-convergence.
-Deviation from the reference: if no eval after step 0 beats the step-0 score, the final model is
-returned and `stats["best"]` describes it (its last-step metrics), with convergence false.
+Deviation from the reference: if no eval after step 0 beats the step-0 score, the final model is kept
+and the run is non-convergent (as in the reference), but `stats["best"]` reports the last step's
+metrics (the reference reports step 0's score).
 Deviation from the reference: only summary metrics are stored per eval step, never per-row values.
 Deviation from the reference: a NaN/inf loss stops training with TrainingDivergedError.
 """

@@ -10,7 +10,7 @@ Files (`write_dataset`): training.parquet, neutral.parquet, summary.json (see `s
 
 Deviation from the reference: min_left_context_words defaults to 0, not 10 (10 silently drops short sentences).
 Deviation from the reference: alternatives are drawn with a seeded generator (the reference is unseeded).
-Deviation from the reference: neutral sentences exclude words by whole-word match, and are deduplicated.
+Deviation from the reference: neutral sentences are deduplicated, and `neutral_max` keeps a seeded sample.
 Deviation from the reference: exact duplicate sentences are dropped before matching, so the same sentence can
 never land in two splits.
 Deviation from the reference: a class with no match, or too few rows for the requested splits, raises DataError

@@ -17,7 +17,7 @@ def test_split_keeps_canonical_order_and_never_gives_an_empty_part(n_cells, part
 
 
 def plan(n_cells: int) -> dict:
-    return {"key": "k", "started": 0.0, "cells": [[1.0, float(i)] for i in range(n_cells)], "base": {}, "layout": {}}
+    return {"stage": "decoder-grid", "version": "2", "key": "k", "started": 0.0, "cells": [[1.0, float(i)] for i in range(n_cells)], "base": {}, "layout": {}}
 
 
 def part(index: int, cells: list[int]) -> dict:
