@@ -219,9 +219,9 @@ def main() -> None:
             setup[sid] = run_stage_isolated(cfg_path, store, sid, threads=threads)
         log("setup: prefect-database")
         setup["prefect-database"] = prefect_database(wd / "prefect-home", threads)
-        from gradiend_core.cas import ArtifactStore
+        from gradiend_core.store import LocalStore
 
-        s = ArtifactStore(store)
+        s = LocalStore(store)
         manifests = {sid: s.load(sid, setup[sid]["key"]) for sid in ("prepare-model", "create-data")}
         model_dir = str(prepared_model_dir(manifests["prepare-model"]))
         labels = info(manifests["create-data"])["labels"]  # class -> +1 / -1 (manifest keys are sorted)

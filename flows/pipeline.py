@@ -7,10 +7,10 @@ import time
 from prefect import flow, unmapped
 from prefect.futures import PrefectFuture
 
-from gradiend_core.cas import open_store
 from gradiend_core.config_loader import from_dict
 from gradiend_core.experiment import ExperimentConfig
 from gradiend_core.stages.plan import plan
+from gradiend_core.store import open_store
 from tasks.cache import results_dir
 from tasks import (create_data, decoder_grid, evaluate_encoder, extract_gradients, post_prune, pre_prune,
                    prepare_model, rewrite, select_seed, train_seed)

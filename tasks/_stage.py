@@ -7,8 +7,8 @@ import time
 from prefect import get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-from gradiend_core.cas import open_store
 from gradiend_core.stages.runner import run_stage
+from gradiend_core.store import open_store
 
 
 class Progress:

@@ -1,9 +1,12 @@
-"""A Prefect cache policy keyed exactly like the artifact store.
+"""A Prefect cache policy keyed exactly like the artifact store, computed without side effects.
 
-The key is the stage's content address (stage, code version, config slice, upstream keys); tensors,
-DataFrames and paths are never hashed. A key is only offered to Prefect while the store holds a valid
-output for it: when the output is missing or corrupted, the stale Prefect record is dropped first, so
-the task runs and rebuilds instead of returning a manifest that points at nothing.
+The key is the stage's content address (stage, code version, config slice, upstream keys) plus the
+store's fingerprint of the published output (its manifest, and each file's size and change stamp as
+the store sees them without downloading): tensors, DataFrames and paths are never hashed. When the output is not
+cached (missing, or broken as far as `status` can tell) there is no key, so Prefect runs the task
+and run_stage rebuilds or reuses it. A republished or rewritten output has another fingerprint, so
+a stale Prefect record is never returned for it; computing the key reads only (no download, no
+write, no deletion).
 """
 from __future__ import annotations
 
@@ -13,14 +16,14 @@ from typing import Any, Optional
 
 from prefect.cache_policies import CachePolicy
 
-from gradiend_core.cas import open_store
 from gradiend_core.stages.runner import key_for
+from gradiend_core.store import open_store
 
 RESULTS_DIR = ".prefect-results"
 
 
 def results_dir(store: str) -> Path:
-    return open_store(store).root / RESULTS_DIR  # a URL store: in this host's cache
+    return open_store(store).root / RESULTS_DIR  # this host's directory of the store (a URL store: its cache)
 
 
 @dataclass
@@ -31,7 +34,5 @@ class StageCachePolicy(CachePolicy):
     def compute_key(self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any],
                     **kwargs: Any) -> Optional[str]:
         key = key_for(self.stage, self.version, inputs["conf"], inputs.get("inputs") or {})
-        cache_key = f"{self.stage}-{key}"
-        if not open_store(inputs["store"]).is_valid(self.stage, key):
-            (results_dir(inputs["store"]) / cache_key).unlink(missing_ok=True)
-        return cache_key
+        token = open_store(inputs["store"]).fingerprint(self.stage, key)
+        return None if token is None else f"{self.stage}-{key}-{token}"

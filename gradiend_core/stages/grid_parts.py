@@ -18,12 +18,12 @@ from __future__ import annotations
 import shutil
 import time
 
-from ..cas import ArtifactStore
 from ..decoder_eval import base_record, grid_result, score_cells
 from ..errors import StoreError
+from ..store import Store
 from . import decoder_grid as dg
 from .common import contiguous_runs
-from .runner import key_for, stage_record, staging_for
+from .runner import key_for, stage_record
 
 NAME = dg.NAME
 
@@ -38,7 +38,7 @@ def split_cells(n_cells: int, parts: int) -> list[list[int]]:
     return contiguous_runs(list(range(n_cells)), parts)
 
 
-def prepare(store: ArtifactStore, conf: dict, inputs: dict, parts: int, progress=None) -> dict:
+def prepare(store: Store, conf: dict, inputs: dict, parts: int, progress=None) -> dict:
     """The plan (cells, their split into parts, the base record), or {"cached": manifest}."""
     key = output_key(conf, inputs)
     if not store.problems(NAME, key):
@@ -53,7 +53,7 @@ def prepare(store: ArtifactStore, conf: dict, inputs: dict, parts: int, progress
             "base": record, "layout": grid.layout()}
 
 
-def part(store: ArtifactStore, conf: dict, inputs: dict, plan: dict, index: int, progress=None) -> dict:
+def part(store: Store, conf: dict, inputs: dict, plan: dict, index: int, progress=None) -> dict:
     """Score part `index`'s cells; returns their records (a few floats each) in canonical order."""
     t0 = time.perf_counter()
     indices = plan["parts"][index]
@@ -66,13 +66,13 @@ def part(store: ArtifactStore, conf: dict, inputs: dict, plan: dict, index: int,
     return {"part": index, "cells": indices, "records": records, "seconds": round(time.perf_counter() - t0, 3)}
 
 
-def finalize(store: ArtifactStore, conf: dict, inputs: dict, plan: dict, parts: list[dict]) -> dict:
+def finalize(store: Store, conf: dict, inputs: dict, plan: dict, parts: list[dict]) -> dict:
     """Merge the parts' records in canonical order, write the one-task build's files and publish them."""
     if "cached" in plan:
         return plan["cached"]
     key = plan["key"]
     result = grid_result([plan["base"], *_merged(plan, parts)], plan["layout"], dg.grid_config(conf["decoder_grid"]))
-    staging = staging_for(store, NAME, key, resumable=False)
+    staging = store.staging(NAME, key)
     try:
         info = dg.write_outputs(staging, result)
     except BaseException:
@@ -100,5 +100,5 @@ def _merged(plan: dict, parts: list[dict]) -> list[dict]:
     return [by_cell[i] for i in range(len(plan["cells"]))]
 
 
-def _local(store: ArtifactStore, inputs: dict) -> dict:
+def _local(store: Store, inputs: dict) -> dict:
     return {n: store.localize(m) for n, m in inputs.items()}  # a URL store: fetch them to this host

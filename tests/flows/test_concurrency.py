@@ -16,12 +16,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 RUN = textwrap.dedent("""
     import json, sys
-    from gradiend_core.cas import ArtifactStore
     from gradiend_core.experiment import load_experiment
     from gradiend_core.stages.plan import plan
     from gradiend_core.stages.runner import run_stage
+    from gradiend_core.store import LocalStore
 
-    s, done = ArtifactStore(sys.argv[2]), {}
+    s, done = LocalStore(sys.argv[2]), {}
     for sid, p in plan(load_experiment(sys.argv[1])).items():
         inputs = {n: done[i] for n, i in p.inputs.items()}
         done[sid] = run_stage(s, p.stage, p.module.VERSION, p.conf, inputs, p.module.build, paths=p.paths)
@@ -44,8 +44,8 @@ def test_two_concurrent_runs_compute_each_stage_once(tiny_config, tmp_path):
     for sid in a:  # same outputs; exactly one of the two runs built each stage, the other reused it
         assert a[sid]["key"] == b[sid]["key"] and a[sid]["files"] == b[sid]["files"], sid
         assert a[sid]["cached"] != b[sid]["cached"], sid
-    from gradiend_core.cas import ArtifactStore
+    from gradiend_core.store import LocalStore
 
-    s = ArtifactStore(store)
+    s = LocalStore(store)
     assert sorted(k for _, k in s.outputs()) == sorted(v["key"] for v in a.values())  # one output per key
     assert s.leftovers() == []

@@ -6,15 +6,15 @@ from pathlib import Path
 import pytest
 
 from flows.cli import main
-from gradiend_core.cas import ArtifactStore
 from gradiend_core.experiment import load_experiment
 from gradiend_core.stages.plan import plan
 from gradiend_core.stages.runner import run_stage
+from gradiend_core.store import LocalStore
 
 
 def run_plan(config: Path, store: Path) -> dict:
     """Every stage in plan order, in this process (no Prefect): the stores' bytes are what is tested."""
-    s, done = ArtifactStore(store), {}
+    s, done = LocalStore(store), {}
     for sid, p in plan(load_experiment(config)).items():
         inputs = {n: done[i] for n, i in p.inputs.items()}
         done[sid] = run_stage(s, p.stage, p.module.VERSION, p.conf, inputs, p.module.build, paths=p.paths)
@@ -23,7 +23,7 @@ def run_plan(config: Path, store: Path) -> dict:
 
 def all_digests(store: Path) -> dict:
     """(stage, key, file) -> sha256 over every manifest in the store."""
-    s = ArtifactStore(store)
+    s = LocalStore(store)
     return {(st, k, rel): f["sha256"] for st, k in s.outputs() for rel, f in s.manifest(st, k)["files"].items()}
 
 

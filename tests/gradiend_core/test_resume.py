@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gradiend_core.cas import ArtifactStore
 from gradiend_core.experiment import load_experiment
 from gradiend_core.stages import extract_gradients as xg
 from gradiend_core.stages.plan import plan
 from gradiend_core.stages.runner import run_stage
+from gradiend_core.store import LocalStore
 from gradiend_core.testing import tiny_experiment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,11 +22,11 @@ ROOT = Path(__file__).resolve().parents[2]
 # SIGKILL: no finally blocks, no cleanup; the kernel drops the fcntl lock).
 KILLER = textwrap.dedent("""
     import os, signal, sys
-    from gradiend_core.cas import ArtifactStore
     from gradiend_core.experiment import load_experiment
     from gradiend_core.stages import extract_gradients as xg, train_seed as ts
     from gradiend_core.stages.plan import plan
     from gradiend_core.stages.runner import run_stage
+    from gradiend_core.store import LocalStore
 
     config, store, stop_at, kill_after = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     recorded = xg.write_progress
@@ -42,7 +42,7 @@ KILLER = textwrap.dedent("""
 
     saved = ts.save_gradiend
     xg.write_progress, ts.save_gradiend = write_progress, save_gradiend
-    s, done = ArtifactStore(store), {}
+    s, done = LocalStore(store), {}
     for sid, p in plan(load_experiment(config)).items():
         inputs = {n: done[i] for n, i in p.inputs.items()}
         done[sid] = run_stage(s, p.stage, p.module.VERSION, p.conf, inputs, p.module.build, paths=p.paths)
@@ -66,7 +66,7 @@ def config(tmp_path_factory) -> Path:
 
 
 def run_plan(config: Path, store: Path, stop_at: str) -> dict:
-    s, done = ArtifactStore(store), {}
+    s, done = LocalStore(store), {}
     for sid, p in plan(load_experiment(config)).items():
         inputs = {n: done[i] for n, i in p.inputs.items()}
         done[sid] = run_stage(s, p.stage, p.module.VERSION, p.conf, inputs, p.module.build, paths=p.paths)
@@ -99,7 +99,7 @@ def test_extraction_resumes_from_last_complete_block(config, clean, tmp_path, mo
     n_blocks = -(-n_rows // batch)
     assert n_blocks >= 5
     killed_run(config, store, "extract-gradients", kill_after=3)
-    s = ArtifactStore(store)
+    s = LocalStore(store)
     assert not [k for st, k in s.outputs() if st == "extract-gradients"]  # nothing published
     [staging] = s.leftover_staging("extract-gradients", clean["extract-gradients"]["key"])
     assert len(xg.read_progress(staging, n_rows, clean["extract-gradients"]["info"]["dim"])) == 3
@@ -122,7 +122,7 @@ def test_extraction_resumes_from_last_complete_block(config, clean, tmp_path, mo
 def test_killed_training_leaves_no_output_and_restarts(config, clean, tmp_path):
     store = tmp_path / "store"
     killed_run(config, store, "train-seed-0")
-    s = ArtifactStore(store)
+    s = LocalStore(store)
     assert not [k for st, k in s.outputs() if st == "train-seed"]  # the checkpoint stayed in staging
     [staging] = s.leftover_staging("train-seed", clean["train-seed-0"]["key"])
     assert (staging / "model").is_dir()

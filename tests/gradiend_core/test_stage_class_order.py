@@ -1,9 +1,9 @@
 """Class order is data (the first class is label +1): it must survive JSON manifests and change keys."""
-from gradiend_core.cas import ArtifactStore
 from gradiend_core.experiment import load_experiment
 from gradiend_core.stages import create_data
 from gradiend_core.stages.plan import plan
 from gradiend_core.stages.runner import run_stage
+from gradiend_core.store import LocalStore
 
 
 def _cfg(order):
@@ -20,7 +20,7 @@ def test_swapping_class_order_changes_the_keys():
 def test_class_order_survives_a_manifest_read_from_disk(tmp_path):
     cfg = _cfg("3SG: [he, she, it], 3PL: [they]")
     p = plan(cfg)["create-data"]
-    store = ArtifactStore(tmp_path)
+    store = LocalStore(tmp_path)
     fresh = run_stage(store, create_data.NAME, create_data.VERSION, p.conf, {}, create_data.build, paths=p.paths)
     from_disk = store.load(create_data.NAME, fresh["key"])  # manifests are written with sorted keys
     for m in (fresh, from_disk):

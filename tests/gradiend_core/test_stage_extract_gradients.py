@@ -7,11 +7,11 @@ from pathlib import Path
 import yaml
 
 from gradiend_core import io
-from gradiend_core.cas import ArtifactStore
 from gradiend_core.experiment import load_experiment
 from gradiend_core.stages.common import out_path
 from gradiend_core.stages.plan import plan
 from gradiend_core.stages.runner import run_stage
+from gradiend_core.store import LocalStore
 from gradiend_core.testing import save_tiny, tiny_experiment, tiny_mlm
 
 
@@ -23,7 +23,7 @@ def test_gradient_files_are_hashed_once_by_the_writer_and_the_manifest_is_right(
     cfg.write_text(yaml.safe_dump(tiny_experiment(model_dir)))
     reads: list[tuple[str, bool]] = []  # (file, read while publishing)
     publishing = []
-    real, publish = io.sha256_file, ArtifactStore.publish
+    real, publish = io.sha256_file, LocalStore.publish
     monkeypatch.setattr(io, "sha256_file", lambda p, *a: reads.append((os.fspath(p), bool(publishing))) or real(p, *a))
 
     def watched_publish(self, *a, **k):
@@ -33,9 +33,9 @@ def test_gradient_files_are_hashed_once_by_the_writer_and_the_manifest_is_right(
         finally:
             publishing.clear()
 
-    monkeypatch.setattr(ArtifactStore, "publish", watched_publish)
+    monkeypatch.setattr(LocalStore, "publish", watched_publish)
 
-    store, done = ArtifactStore(tmp_path / "store"), {}
+    store, done = LocalStore(tmp_path / "store"), {}
     for sid, p in plan(load_experiment(cfg)).items():
         done[sid] = run_stage(store, p.stage, p.module.VERSION, p.conf, {n: done[i] for n, i in p.inputs.items()},
                               p.module.build, paths=p.paths)

@@ -7,17 +7,17 @@ import pytest
 import torch
 import yaml
 
-from gradiend_core.cas import ArtifactStore
 from gradiend_core.experiment import load_experiment
 from gradiend_core.grad_store import GradientStore
 from gradiend_core.stages.common import load_prepared_model, out_path, store_dir
 from gradiend_core.stages.plan import plan
 from gradiend_core.stages.runner import run_stage
+from gradiend_core.store import LocalStore
 from gradiend_core.testing import save_tiny, tiny_experiment, tiny_mlm
 
 
 def run_until(config: Path, store: Path, stop_at: str) -> dict:
-    s, done = ArtifactStore(store), {}
+    s, done = LocalStore(store), {}
     for sid, p in plan(load_experiment(config)).items():
         done[sid] = run_stage(s, p.stage, p.module.VERSION, p.conf, {n: done[i] for n, i in p.inputs.items()},
                               p.module.build, paths=p.paths)

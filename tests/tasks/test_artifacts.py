@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 import torch
 
-from gradiend_core.cas import ArtifactStore, stage_key
 from gradiend_core.io import atomic_write_json
+from gradiend_core.store import LocalStore, stage_key
 from tasks import artifacts as A
 
 EXP = "Pronoun Number (tiny BERT)"
@@ -25,12 +25,12 @@ URI_RE = re.compile(r"data:image/png;base64,([A-Za-z0-9+/=]+)")
 
 # ----------------------------------------------------------------------------- a store with every stage
 
-def publish(store: ArtifactStore, stage: str, build, info: dict, upstream: dict | None = None,
+def publish(store: LocalStore, stage: str, build, info: dict, upstream: dict | None = None,
             seconds: float = 1.5, config: dict | None = None, seed: int | None = None) -> dict:
     """Run `build(dir)` in a staging dir and publish it like the stage runner does."""
     conf = {**(config or {}), **({"seed": seed} if seed is not None else {})}
     key = stage_key(stage, "1", conf, upstream or {})
-    staging = store.staging_dir(stage, key)
+    staging = store.staging(stage, key)
     build(staging)
     m = store.publish(stage, key, staging, {"version": "1", "config": conf, "upstream": upstream or {},
                                             "seconds": seconds, "info": info})
@@ -78,7 +78,7 @@ def build_store(root) -> dict[str, dict]:
     from gradiend_core.stages.extract_gradients import write_param_map
     from gradiend_core.stages.pre_prune import kept_per_param
 
-    store, ms = ArtifactStore(root), {}
+    store, ms = LocalStore(root), {}
     ms["prepare-model"] = publish(store, "prepare-model", lambda d: None, {
         "name_or_path": "tiny-bert", "source_dir": "/m", "model_dir": "/m", "digest": "ab" * 32,
         "objective": "mlm", "head": None, "n_parameters": 123456})
