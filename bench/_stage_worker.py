@@ -16,14 +16,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def main(config: str, store: str, stage_id: str) -> dict:
-    from gradiend_core.cas import ArtifactStore
     from gradiend_core.experiment import load_experiment
     from gradiend_core.stages.plan import plan, run_step
+    from gradiend_core.store import LocalStore
 
     steps = plan(load_experiment(config))
     if stage_id not in steps:
         raise SystemExit(f"unknown stage id {stage_id!r}; plan ids: {', '.join(steps)}")
-    s = ArtifactStore(Path(store))
+    s = LocalStore(Path(store))
     p = steps[stage_id]
     inputs = {name: s.load(steps[i].stage, steps[i].key) for name, i in p.inputs.items()}
     t0 = time.perf_counter()

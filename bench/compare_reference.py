@@ -207,7 +207,7 @@ def main() -> None:
     lrs = ([float(v) for v in args.decoder_lrs.split(",")] if args.decoder_lrs
            else ([1.0, 0.1] if args.smoke else DEFAULT_DECODER_LRS))
     venv = Path(args.ref_venv).resolve()
-    from gradiend_core.stages.common import info
+    from gradiend_core.manifests import info
 
     with Workdir(args.workdir) as wd:
         store = wd / "store"
@@ -219,9 +219,9 @@ def main() -> None:
             setup[sid] = run_stage_isolated(cfg_path, store, sid, threads=threads)
         log("setup: prefect-database")
         setup["prefect-database"] = prefect_database(wd / "prefect-home", threads)
-        from gradiend_core.cas import ArtifactStore
+        from gradiend_core.store import LocalStore
 
-        s = ArtifactStore(store)
+        s = LocalStore(store)
         manifests = {sid: s.load(sid, setup[sid]["key"]) for sid in ("prepare-model", "create-data")}
         model_dir = str(prepared_model_dir(manifests["prepare-model"]))
         labels = info(manifests["create-data"])["labels"]  # class -> +1 / -1 (manifest keys are sorted)

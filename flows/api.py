@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gradiend_core.cas import ArtifactStore, open_store
 from gradiend_core.config_loader import to_dict
 from gradiend_core.experiment import ExperimentConfig, load_experiment
+from gradiend_core.store import Store, open_store
 
 from . import env
 
@@ -62,7 +62,7 @@ def _check_target_class(cfg: ExperimentConfig) -> None:
                           f"use one of {', '.join(classes)}")
 
 
-def _check_inputs(cfg: ExperimentConfig, store: ArtifactStore, steps) -> None:
+def _check_inputs(cfg: ExperimentConfig, store: Store, steps) -> None:
     """Cheap dry runs of what prepare-model, create-data and extract-gradients would fail on, so a bad
     model, bad data or a full disk is reported before minutes of work and with the store unchanged."""
     from gradiend_core.lm import load_base_model
@@ -105,12 +105,11 @@ class RunResult:
         return self.summary["metrics"]
 
     def output(self, stage_id: str) -> Path:
-        """Local directory of a stage's output (e.g. 'decoder-grid', 'train-seed-0'); an output of a URL
-        store is downloaded to this host's cache first."""
+        """Local directory of a stage's output (e.g. 'decoder-grid', 'train-seed-0'), its files on this
+        host (an output of a URL store is downloaded to this host's cache first)."""
         st = self.summary["stages"][stage_id]
         stage = stage_id.rsplit("-", 1)[0] if stage_id.startswith("train-seed-") else stage_id
-        s = open_store(self.store)
-        return s.fetch(stage, st["key"]) if s.remote else s.path(stage, st["key"])
+        return open_store(self.store).fetch(stage, st["key"])
 
     def load_model(self):
         """The rewritten transformers model and its tokenizer."""
@@ -174,7 +173,7 @@ def _import_while(busy, modules) -> None:
 def _cache_env(cache: str | Path | None):
     """Set GRADIEND_FLOW_CACHE for one run: tasks on threads read it, and workers started during the
     run inherit it. Restored afterwards, so a notebook's later runs are unaffected."""
-    from gradiend_core.remote_store import ENV_CACHE
+    from gradiend_core.store import ENV_CACHE
 
     old = os.environ.get(ENV_CACHE)
     if cache is not None:

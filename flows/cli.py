@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from gradiend_core.errors import GradiendError
 
     if args.cache:  # for this process and the local workers it starts
-        from gradiend_core.remote_store import ENV_CACHE
+        from gradiend_core.store import ENV_CACHE
 
         os.environ[ENV_CACHE] = str(Path(args.cache).expanduser().resolve())
 
@@ -108,8 +108,8 @@ def render_summary(s: dict) -> str:
 
 
 def cmd_status(args) -> int:
-    from gradiend_core.cas import open_store
     from gradiend_core.stages.plan import plan
+    from gradiend_core.store import open_store
 
     from .api import resolve_config
 
@@ -122,7 +122,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from gradiend_core.cas import open_store
+    from gradiend_core.store import open_store
 
     store = open_store(args.store)
     stage, key = store.find(args.key)
@@ -138,7 +138,7 @@ def cmd_show(args) -> int:
 
 def cmd_verify(args) -> int:
     """Re-hash every file (a URL store: download every file again into this host's cache)."""
-    from gradiend_core.cas import open_store
+    from gradiend_core.store import open_store
 
     store = open_store(args.store)
     bad = 0
@@ -155,8 +155,8 @@ def cmd_verify(args) -> int:
 
 
 def cmd_gc(args) -> int:
-    from gradiend_core.cas import open_store
     from gradiend_core.stages.plan import plan
+    from gradiend_core.store import open_store
 
     from .api import resolve_config
 

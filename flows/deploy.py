@@ -35,7 +35,7 @@ def gradiend_flow_from_file(experiment_file: str = DEFAULT_EXPERIMENT, store: st
     env.apply()  # before the pipeline's imports pull in transformers
     from .pipeline import gradiend_flow, task_runner
 
-    from gradiend_core.cas import open_store
+    from gradiend_core.store import open_store
 
     cfg = resolve_config(experiment_file, list(overrides or []))
     store_dir = open_store(store).location  # a directory (made absolute) or a URL, as given

@@ -7,7 +7,6 @@ import time
 from prefect import flow, unmapped
 from prefect.futures import PrefectFuture
 
-from gradiend_core.cas import open_store
 from gradiend_core.config_loader import from_dict
 from gradiend_core.experiment import ExperimentConfig
 from gradiend_core.stages.plan import StagePlan, plan

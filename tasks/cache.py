@@ -1,9 +1,14 @@
-"""A Prefect cache policy keyed exactly like the artifact store.
+"""A Prefect cache policy keyed exactly like the artifact store, computed without side effects.
 
-The key is the stage's content address (stage, code version, config slice, upstream keys); tensors,
-DataFrames and paths are never hashed. A key is only offered to Prefect while the store holds a valid
-output for it: when the output is missing or corrupted, the stale Prefect record is dropped first, so
-the task runs and rebuilds instead of returning a manifest that points at nothing.
+The key is the stage's content address (stage, code version, config slice, upstream keys) plus the
+store's fingerprint of the published output (its manifest, and each file's size and change stamp as
+the store sees them without downloading): tensors, DataFrames and paths are never hashed. When the output is not
+cached (missing, or broken as far as `status` can tell) there is no key, so Prefect runs the task
+and run_stage rebuilds or reuses it. A republished or rewritten output has another fingerprint, so
+a stale Prefect record is never returned for it; computing the key reads only (no download, no
+write, no deletion). A stage that draws a report needs its report output too (keyed by the stage's
+key and the plotting code's version): a plot change or a deleted plot runs the task, which reuses the
+stage from the store and draws the report again.
 """
 from __future__ import annotations
 
@@ -13,14 +18,16 @@ from typing import Any, Optional
 
 from prefect.cache_policies import CachePolicy
 
-from gradiend_core.cas import open_store
+from gradiend_core.stages.plan import report_key
+from gradiend_core.stages.registry import stage
 from gradiend_core.stages.runner import key_for
+from gradiend_core.store import open_store
 
 RESULTS_DIR = ".prefect-results"
 
 
 def results_dir(store: str) -> Path:
-    return open_store(store).root / RESULTS_DIR  # a URL store: in this host's cache
+    return open_store(store).root / RESULTS_DIR  # this host's directory of the store (a URL store: its cache)
 
 
 @dataclass
@@ -31,16 +38,10 @@ class StageCachePolicy(CachePolicy):
     def compute_key(self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any],
                     **kwargs: Any) -> Optional[str]:
         key = key_for(self.stage, self.version, inputs["conf"], inputs.get("inputs") or {})
-        cache_key = f"{self.stage}-{key}" + report_suffix(self.stage)
-        if not open_store(inputs["store"]).is_valid(self.stage, key):
-            (results_dir(inputs["store"]) / cache_key).unlink(missing_ok=True)
-        return cache_key
-
-
-def report_suffix(stage: str) -> str:
-    """The stage's report code version (read now, not when the task was made): a plot change makes
-    a new cache key, so the task runs again: the stage is reused from the store, the report re-drawn."""
-    from gradiend_core.stages.registry import stage as declared
-
-    r = declared(stage).report
-    return f"-{r.key_version()}" if r is not None and r.draw is not None else ""
+        store = open_store(inputs["store"])
+        tokens = [store.fingerprint(self.stage, key)]
+        decl = stage(self.stage)
+        rkey = report_key(decl, key)
+        if rkey is not None:
+            tokens.append(store.fingerprint(decl.report_stage, rkey))
+        return None if None in tokens else f"{self.stage}-{key}-" + "-".join(tokens)

@@ -16,7 +16,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
-from gradiend_core.cas import open_store
+from gradiend_core.store import open_store
 from gradiend_core.stages.registry import stage
 from gradiend_core.stages.runner import run_report, run_stage
 

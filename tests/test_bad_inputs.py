@@ -130,12 +130,11 @@ def test_not_enough_disk_for_extraction(env, tmp_path, capsys, monkeypatch):
 
 def test_diverging_training_stops_without_a_checkpoint(env, tmp_path):
     """Runtime, not input: found only by training. It stops with the fix and publishes nothing."""
-    from gradiend_core.cas import ArtifactStore
     from gradiend_core.errors import GradiendError
     from gradiend_core.experiment import load_experiment
     from gradiend_core.stages.plan import plan, run_step
 
-    s, done = ArtifactStore(tmp_path / "store"), {}
+    s, done = LocalStore(tmp_path / "store"), {}
     steps = plan(load_experiment(env / "config.yaml", ["train.learning_rate=1e30", "train.max_seeds=1"]))
     with pytest.raises(GradiendError, match="lower the learning rate") as e:
         for sid, p in steps.items():

@@ -13,7 +13,8 @@ from ..io import atomic_write_json
 from ..metrics import encoder_metrics
 from ..param_map import load_param_map
 from ..reports import evaluate_encoder as report
-from .common import out_path, pin_torch_threads, store_dir
+from ..manifests import out_path, store_dir
+from .common import pin_torch_threads
 from .declaration import Report, Stage, needs
 
 

@@ -20,15 +20,16 @@ import shutil
 import time
 from pathlib import Path
 
-from ..cas import ArtifactStore
 from ..checkpoint import load_gradiend
 from ..data.creation import read_dataset
 from ..decoder_eval import (DecoderGridConfig, GridResult, base_record, decoder_rows, grid_result, prepare_grid,
                             score_cells)
 from ..errors import StoreError
+from ..store import Store
 from ..io import atomic_write_json
-from .common import contiguous_runs, info, load_prepared_model, out_path, pin_torch_threads
-from .runner import key_for, stage_record, staging_for
+from ..manifests import info, load_prepared_model, out_path
+from .common import contiguous_runs, pin_torch_threads
+from .runner import key_for, stage_record
 
 
 def grid_config(d: dict) -> DecoderGridConfig:
@@ -60,7 +61,7 @@ def split_cells(n_cells: int, parts: int) -> list[list[int]]:
     return contiguous_runs(list(range(n_cells)), parts)
 
 
-def prepare(store: ArtifactStore, stage, conf: dict, inputs: dict, parts: int, progress=None) -> dict:
+def prepare(store: Store, stage, conf: dict, inputs: dict, parts: int, progress=None) -> dict:
     """The plan (cells, their split into parts, the base record), or {"cached": manifest}. `stage`:
     the decoder-grid declaration (its name and version make the output's key)."""
     name, version = stage.name, stage.version
@@ -77,7 +78,7 @@ def prepare(store: ArtifactStore, stage, conf: dict, inputs: dict, parts: int, p
             "parts": split_cells(len(cells), parts), "base": record, "layout": grid.layout()}
 
 
-def part(store: ArtifactStore, conf: dict, inputs: dict, plan: dict, index: int, progress=None) -> dict:
+def part(store: Store, conf: dict, inputs: dict, plan: dict, index: int, progress=None) -> dict:
     """Score part `index`'s cells; returns their records (a few floats each) in canonical order."""
     t0 = time.perf_counter()
     indices = plan["parts"][index]
@@ -91,13 +92,13 @@ def part(store: ArtifactStore, conf: dict, inputs: dict, plan: dict, index: int,
     return {"part": index, "cells": indices, "records": records, "seconds": round(time.perf_counter() - t0, 3)}
 
 
-def finalize(store: ArtifactStore, conf: dict, inputs: dict, plan: dict, parts: list[dict]) -> dict:
+def finalize(store: Store, conf: dict, inputs: dict, plan: dict, parts: list[dict]) -> dict:
     """Merge the parts' records in canonical order, write the one-task build's files and publish them."""
     if "cached" in plan:
         return plan["cached"]
     key = plan["key"]
     result = grid_result([plan["base"], *_merged(plan, parts)], plan["layout"], grid_config(conf["decoder_grid"]))
-    staging = staging_for(store, plan["stage"], key, resumable=False)
+    staging = store.staging(plan["stage"], key)
     try:
         info = write_outputs(staging, result)
     except BaseException:
@@ -126,5 +127,5 @@ def _merged(plan: dict, parts: list[dict]) -> list[dict]:
     return [by_cell[i] for i in range(len(plan["cells"]))]
 
 
-def _local(store: ArtifactStore, inputs: dict) -> dict:
+def _local(store: Store, inputs: dict) -> dict:
     return {n: store.localize(m) for n, m in inputs.items()}  # a URL store: fetch them to this host

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..cas import stage_key
+from ..store import stage_key
 from .declaration import Input, Stage
 from .registry import STAGES
 from .runner import run_report, run_stage

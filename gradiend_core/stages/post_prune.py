@@ -5,7 +5,8 @@ from pathlib import Path
 
 from ..checkpoint import load_gradiend, save_gradiend
 from ..reports import post_prune as report
-from .common import out_path, pin_torch_threads
+from ..manifests import out_path
+from .common import pin_torch_threads
 from .declaration import Report, Stage, needs
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from ..param_map import load_param_map, save_param_map
 from ..pruning import KEEP_FILE
 from ..reports import pre_prune as report
-from .common import info, out_path
+from ..manifests import info, out_path
 from .declaration import Report, Stage, needs
 
 

@@ -15,7 +15,8 @@ from ..decoder_eval import decoder_rows, prepare_probability_rows, score_probabi
 from ..errors import ConfigError
 from ..io import atomic_write_json, read_json
 from ..reports import rewrite as report
-from .common import info, load_prepared_model, out_path, pin_torch_threads
+from ..manifests import info, load_prepared_model, out_path
+from .common import pin_torch_threads
 from .declaration import Report, Stage, needs
 
 N_EXAMPLES = 8

@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import logging
-import os
 import platform
 import shutil
 import time
-from pathlib import Path
 from typing import Callable
 
 from ..allocator import release_freed_memory, reuse_freed_memory
-from ..cas import ArtifactStore, stage_key
+from ..store import Store, stage_key
 
 log = logging.getLogger("gradiend_core.stages")
 
@@ -35,7 +33,7 @@ def _versions() -> dict:
             "python": platform.python_version()}
 
 
-def run_stage(store: ArtifactStore, stage: str, version: str, conf: dict, inputs: dict[str, dict],
+def run_stage(store: Store, stage: str, version: str, conf: dict, inputs: dict[str, dict],
               build: Callable[..., dict], progress: ProgressFn | None = None,
               paths: dict | None = None, resumable: bool = False) -> dict:
     """Return the stage's manifest (with `cached` and `path`), computing it only when needed.
@@ -56,7 +54,8 @@ def run_stage(store: ArtifactStore, stage: str, version: str, conf: dict, inputs
         if store.manifest(stage, key) is not None:
             log.warning("recomputing %s/%s: %s", stage, key, "; ".join(problems[:3]))
         inputs = {n: store.localize(m) for n, m in inputs.items()}  # a URL store: fetch them to this host
-        staging = staging_for(store, stage, key, resumable=resumable)
+        # a resumable build gets the staging dir of a killed run of this key, and skips its finished work
+        staging = store.staging(stage, key, resumable=resumable)
         reuse_freed_memory()  # every stage allocates model-sized tensors repeatedly (see allocator.py)
         t0 = time.perf_counter()
         try:
@@ -71,7 +70,7 @@ def run_stage(store: ArtifactStore, stage: str, version: str, conf: dict, inputs
         return m
 
 
-def run_report(store: ArtifactStore, decl, manifest: dict) -> dict | None:
+def run_report(store: LocalStore, decl, manifest: dict) -> dict | None:
     """The report output (plots drawn from the stage's stored results) of `manifest`, drawn only when
     it is not in the store yet: its key is the stage output's key and the report code's version, so
     a plot change re-draws without re-running the stage. None when the stage draws no plots."""
@@ -89,24 +88,3 @@ def stage_record(version: str, conf: dict, inputs: dict[str, dict], seconds: flo
     """What a manifest records about how its output was built (besides its files)."""
     return {"version": version, "config": conf, "upstream": upstream_keys(inputs), "seconds": round(seconds, 3),
             "versions": _versions(), "info": info}
-
-
-def staging_for(store: ArtifactStore, stage: str, key: str, resumable: bool) -> Path:
-    """A fresh staging dir, or (for a resumable build) the newest one a killed run of this key left.
-
-    Called under the key's lock, so every leftover staging dir of the key belongs to a dead process.
-    A resumable build finds its own progress record in the adopted dir and skips the finished work;
-    any other build starts from an empty dir (its leftovers are deleted, never mistaken for results).
-    """
-    fresh = store.staging_dir(stage, key)
-    leftovers = store.leftover_staging(stage, key)
-    leftovers.remove(fresh)
-    adopt = max(leftovers, key=lambda p: p.stat().st_mtime_ns) if resumable and leftovers else None
-    for d in leftovers:
-        if d != adopt:
-            shutil.rmtree(d, ignore_errors=True)
-    if adopt is not None:
-        log.warning("%s/%s: resuming the staging dir of a killed run (%s)", stage, key, adopt.name)
-        fresh.rmdir()
-        os.replace(adopt, fresh)
-    return fresh

@@ -7,7 +7,7 @@ from pathlib import Path
 from ..io import atomic_write_json, read_json
 from ..reports import select_seed as report
 from ..seeds import SeedSelectionConfig, select_seed
-from .common import out_path
+from ..manifests import out_path
 from .declaration import Report, Stage, needs
 
 

@@ -22,7 +22,8 @@ from ..prefetch import prefetch
 from ..reports import train_seed as report
 from ..seeds import seeds_for
 from ..training import train_gradiend
-from .common import info, out_path, pin_torch_threads, section, store_dir
+from ..manifests import info, out_path, store_dir
+from .common import pin_torch_threads, section
 from .declaration import FanOut, Report, Stage, needs
 
 

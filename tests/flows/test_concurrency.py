@@ -16,11 +16,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 RUN = textwrap.dedent("""
     import json, sys
-    from gradiend_core.cas import ArtifactStore
     from gradiend_core.experiment import load_experiment
     from gradiend_core.stages.plan import plan, run_plan
 
-    done = run_plan(ArtifactStore(sys.argv[2]), plan(load_experiment(sys.argv[1])))
+    done = run_plan(LocalStore(sys.argv[2]), plan(load_experiment(sys.argv[1])))
     print(json.dumps({sid: {"key": m["key"], "cached": m["cached"],
                             "files": {r: f["sha256"] for r, f in m["files"].items()}} for sid, m in done.items()}))
 """)
@@ -40,8 +39,8 @@ def test_two_concurrent_runs_compute_each_stage_once(tiny_config, tmp_path):
     for sid in a:  # same outputs; exactly one of the two runs built each stage, the other reused it
         assert a[sid]["key"] == b[sid]["key"] and a[sid]["files"] == b[sid]["files"], sid
         assert a[sid]["cached"] != b[sid]["cached"], sid
-    from gradiend_core.cas import ArtifactStore
+    from gradiend_core.store import LocalStore
 
-    s = ArtifactStore(store)
+    s = LocalStore(store)
     assert sorted(k for _, k in s.outputs()) == sorted(v["key"] for v in a.values())  # one output per key
     assert s.leftovers() == []

@@ -41,9 +41,9 @@ def test_cold_warm_and_partial_reruns(capsys, run_json, prefect_home, tiny_confi
     fill = pipeline("fill-mask", model=cold["rewritten_model"])
     assert len(fill("the doctor said [MASK] was late .")) > 0
     from flows.api import RunResult
-    from gradiend_core.cas import ArtifactStore
+    from gradiend_core.store import LocalStore
 
-    rewrite = ArtifactStore(store).manifest("rewrite", cold["stages"]["rewrite"]["key"])["info"]
+    rewrite = LocalStore(store).manifest("rewrite", cold["stages"]["rewrite"]["key"])["info"]
     assert (rewrite["objective"], rewrite["pipeline_task"]) == ("mlm", "fill-mask")
     model, _ = RunResult(cold, str(store)).load_model()  # loaded with the objective the rewrite recorded
     assert type(model).__name__ == "BertForMaskedLM"

@@ -5,7 +5,7 @@ The part runs start from a copy of the one-task run's store without its grid, so
 scored again (every upstream output is reused, which keeps the test short)."""
 import shutil
 
-from gradiend_core.cas import open_store
+from gradiend_core.store import open_store
 
 
 def ran(summary) -> set[str]:

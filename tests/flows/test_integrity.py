@@ -6,19 +6,18 @@ from pathlib import Path
 import pytest
 
 from flows.cli import main
-from gradiend_core.cas import ArtifactStore
 from gradiend_core.experiment import load_experiment
 from gradiend_core.stages import plan as stage_plan
 
 
 def run_plan(config: Path, store: Path) -> dict:
     """Every stage in plan order, in this process (no Prefect): the stores' bytes are what is tested."""
-    return stage_plan.run_plan(ArtifactStore(store), stage_plan.plan(load_experiment(config)))
+    return stage_plan.run_plan(LocalStore(store), stage_plan.plan(load_experiment(config)))
 
 
 def all_digests(store: Path) -> dict:
     """(stage, key, file) -> sha256 over every manifest in the store."""
-    s = ArtifactStore(store)
+    s = LocalStore(store)
     return {(st, k, rel): f["sha256"] for st, k in s.outputs() for rel, f in s.manifest(st, k)["files"].items()}
 
 

@@ -45,7 +45,7 @@ def agree(run: dict, threads: dict) -> None:
 
 
 def digests(store, summary: dict, stage: str) -> dict:
-    from gradiend_core.cas import open_store
+    from gradiend_core.store import open_store
 
     m = open_store(store).manifest(stage, summary["stages"][stage]["key"])
     return {rel: f["sha256"] for rel, f in m["files"].items()}

@@ -1,6 +1,6 @@
 """extract-gradients in row shards (runner.extract_shards): the shard tasks run, and the stored bytes
 and keys are exactly those of the one-task extraction, on a local store and on a URL store."""
-from gradiend_core.cas import open_store
+from gradiend_core.store import open_store
 
 
 def ran(summary) -> set[str]:

@@ -3,8 +3,8 @@ import json
 from pathlib import Path
 
 from flows.cli import main
-from gradiend_core.cas import open_store
 from gradiend_core.io import sha256_file
+from gradiend_core.store import open_store
 
 
 def ran(summary) -> set[str]:

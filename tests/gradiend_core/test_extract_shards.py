@@ -1,17 +1,17 @@
 """Row shards of extract-gradients without Prefect: the shard count is in no key, shards own disjoint
-row blocks, and a sharded run that died half way resumes from the blocks its shards recorded."""
+row blocks, a sharded run that died half way resumes from the blocks its shards recorded, and on a URL
+store shards on other hosts publish the one-task output."""
 from pathlib import Path
 
 import pytest
 import yaml
 
-from gradiend_core.cas import ArtifactStore
 from gradiend_core.errors import ConfigError, StoreError
 from gradiend_core.experiment import load_experiment
-from gradiend_core.stages import extract_gradients as xg
+from gradiend_core import extraction as xg
 from gradiend_core.stages import extract_shards as xs
-from gradiend_core.stages.plan import plan
-from gradiend_core.stages.runner import run_stage
+from gradiend_core.stages.plan import plan, run_step
+from gradiend_core.store import LocalStore, UrlStore
 from gradiend_core.testing import tiny_experiment
 
 
@@ -41,52 +41,78 @@ def test_split_is_contiguous_disjoint_and_complete():
     assert xs.split([], 3) == []
 
 
-def upstream(config: Path, store: ArtifactStore) -> tuple[dict, dict]:
+def upstream(config: Path, store: LocalStore) -> tuple[dict, dict]:
     """The extract-gradients plan step and its input manifests (prepare-model, create-data)."""
     steps, done = plan(load_experiment(config)), {}
     for sid in ("prepare-model", "create-data"):
-        p = steps[sid]
-        done[sid] = run_stage(store, p.stage, p.module.VERSION, p.conf, {}, p.module.build, paths=p.paths)
+        done[sid] = run_step(store, steps[sid], {})
     x = steps["extract-gradients"]
     return x, {n: done[i] for n, i in x.inputs.items()}
 
 
 def test_killed_sharded_run_resumes_from_recorded_blocks(config, tmp_path, monkeypatch):
-    clean_store = ArtifactStore(tmp_path / "clean")
+    clean_store = LocalStore(tmp_path / "clean")
     x, inputs = upstream(config, clean_store)
-    clean = run_stage(clean_store, x.stage, x.module.VERSION, x.conf, inputs, x.module.build)
+    clean = run_step(clean_store, x, inputs)
 
-    store = ArtifactStore(tmp_path / "store")
+    store = LocalStore(tmp_path / "store")
     x, inputs = upstream(config, store)
-    with store.lock(xs.NAME, x.key):  # what the flow holds from prepare to finalize
-        first = xs.prepare(store, x.conf, inputs, shards=3)
+    with store.lock(x.stage, x.key):  # what the flow holds from prepare to finalize
+        first = xs.prepare(store, x.decl, x.conf, inputs, shards=3)
         assert first["key"] == x.key and len(first["blocks"]) == 3
         xs.shard(store, x.conf, inputs, first, 0)  # shard 0 finished, then the run died
-    assert (xs.NAME, x.key) not in set(store.outputs())  # nothing published
+    assert (x.stage, x.key) not in set(store.outputs())  # nothing published
 
     extracted = []
     original = xg.extract_block
     monkeypatch.setattr(xg, "extract_block", lambda ex, block, *a: extracted.append(int(block["store_row"].iloc[0]))
                         or original(ex, block, *a))
-    with store.lock(xs.NAME, x.key):
-        again = xs.prepare(store, x.conf, inputs, shards=2)  # another shard count: blocks are the unit
+    with store.lock(x.stage, x.key):
+        again = xs.prepare(store, x.decl, x.conf, inputs, shards=2)  # another shard count: blocks are the unit
         assert not Path(first["staging"]).exists()  # the dead run's staging dir, adopted (renamed)
         parts = [xs.shard(store, x.conf, inputs, again, i) for i in range(len(again["blocks"]))]
         m = xs.finalize(store, x.conf, inputs, again, parts)
     assert sorted(extracted) == [r for b in first["blocks"][1:] for r in b]  # shard 0's blocks not redone
     assert not m["cached"] and m["key"] == clean["key"]
     assert {r: f["sha256"] for r, f in m["files"].items()} == {r: f["sha256"] for r, f in clean["files"].items()}
-    assert store.leftovers() == [] and not store.problems(xs.NAME, m["key"], deep=True)
-    with store.lock(xs.NAME, x.key):
-        assert xs.prepare(store, x.conf, inputs, shards=2)["cached"]["cached"] is True
+    assert store.leftovers() == [] and not store.problems(x.stage, m["key"], deep=True)
+    with store.lock(x.stage, x.key):
+        assert xs.prepare(store, x.decl, x.conf, inputs, shards=2)["cached"]["cached"] is True
 
 
 def test_finalize_refuses_missing_blocks(config, tmp_path):
-    store = ArtifactStore(tmp_path / "store")
+    store = LocalStore(tmp_path / "store")
     x, inputs = upstream(config, store)
-    with store.lock(xs.NAME, x.key):
-        p = xs.prepare(store, x.conf, inputs, shards=2)
+    with store.lock(x.stage, x.key):
+        p = xs.prepare(store, x.decl, x.conf, inputs, shards=2)
         part = xs.shard(store, x.conf, inputs, p, 0)
         with pytest.raises(StoreError, match="were not written by any shard; re-run the flow"):
             xs.finalize(store, x.conf, inputs, p, [part])
-    assert not store.is_valid(xs.NAME, x.key)
+    assert not store.is_valid(x.stage, x.key)
+
+
+def test_url_store_shards_on_other_hosts_publish_the_one_task_output(config, tmp_path, monkeypatch):
+    clean_store = LocalStore(tmp_path / "clean")
+    x, inputs = upstream(config, clean_store)
+    clean = run_step(clean_store, x, inputs)
+
+    url = (tmp_path / "shared").as_uri()
+    hosts = [UrlStore(url, cache=tmp_path / f"host-{h}") for h in "abc"]  # a: prepare, finalize; b, c: shards
+    x, inputs = upstream(config, hosts[0])
+    put, puts = UrlStore._put, []
+    monkeypatch.setattr(UrlStore, "_put", lambda self, src, dest: puts.append(dest) or put(self, src, dest))
+    with hosts[0].lock(x.stage, x.key):
+        plan_ = xs.prepare(hosts[0], x.conf, inputs, shards=2)
+        prepared = len(puts)
+        parts = [xs.shard(hosts[1 + i], x.conf, inputs, plan_, i) for i in range(2)]
+        uploaded = len(puts)
+        m = xs.finalize(hosts[0], x.conf, inputs, plan_, parts)
+    by_shards = [d.split("/.staging-", 1)[1].split("/", 1)[1] for d in puts[prepared:uploaded]]
+    assert by_shards and all(  # only what they added: chunks, progress, records (never the shared files)
+        d.startswith(("gradients.zarr/factual/c/", "gradients.zarr/alternative/c/", "progress-shard-", ".records/"))
+        for d in by_shards), by_shards
+    assert [d.rsplit("/", 1)[-1] for d in puts[uploaded:]] == ["manifest.json"]  # finalize moved them, manifest last
+    assert m["key"] == clean["key"] and not any(r.startswith("progress") for r in m["files"])
+    assert {r: f["sha256"] for r, f in m["files"].items()} == {r: f["sha256"] for r, f in clean["files"].items()}
+    assert all(h.leftovers() == [] for h in hosts)
+    assert hosts[2].problems(x.stage, m["key"], deep=True) == []  # any host downloads the same bytes

@@ -2,9 +2,9 @@
 incomplete or overlapping set of parts."""
 import pytest
 
-from gradiend_core.cas import ArtifactStore
 from gradiend_core.errors import StoreError
 from gradiend_core.stages import grid_parts as gp
+from gradiend_core.store import LocalStore
 
 
 @pytest.mark.parametrize("n_cells", [1, 2, 7, 32])
@@ -29,7 +29,7 @@ def part(index: int, cells: list[int]) -> dict:
     ([part(0, [0, 1]), part(1, [1, 2, 3])], "grid cell 1 was scored by two parts"),
 ])
 def test_finalize_refuses_lost_or_duplicated_cells(tmp_path, parts, needle):
-    store = ArtifactStore(tmp_path / "store")
+    store = LocalStore(tmp_path / "store")
     with pytest.raises(StoreError, match=needle):
         gp.finalize(store, {}, {}, plan(4), parts)
     assert list(store.outputs()) == []

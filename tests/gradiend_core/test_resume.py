@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gradiend_core.cas import ArtifactStore
 from gradiend_core.experiment import load_experiment
-from gradiend_core.stages import extract_gradients as xg
+from gradiend_core import extraction as xg
 from gradiend_core.stages import plan as stage_plan
 from gradiend_core.testing import tiny_experiment
 
@@ -21,9 +20,9 @@ ROOT = Path(__file__).resolve().parents[2]
 # SIGKILL: no finally blocks, no cleanup; the kernel drops the fcntl lock).
 KILLER = textwrap.dedent("""
     import os, signal, sys
-    from gradiend_core.cas import ArtifactStore
     from gradiend_core.experiment import load_experiment
-    from gradiend_core.stages import extract_gradients as xg, train_seed as ts
+    from gradiend_core import extraction as xg
+    from gradiend_core.stages import train_seed as ts
     from gradiend_core.stages.plan import plan, run_plan
 
     config, store, stop_at, kill_after = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -40,7 +39,7 @@ KILLER = textwrap.dedent("""
 
     saved = ts.save_gradiend
     xg.write_progress, ts.save_gradiend = write_progress, save_gradiend
-    run_plan(ArtifactStore(store), plan(load_experiment(config)), until=stop_at)
+    run_plan(LocalStore(store), plan(load_experiment(config)), until=stop_at)
 """)
 
 
@@ -59,7 +58,7 @@ def config(tmp_path_factory) -> Path:
 
 
 def run_plan(config: Path, store: Path, stop_at: str) -> dict:
-    return stage_plan.run_plan(ArtifactStore(store), stage_plan.plan(load_experiment(config)), until=stop_at)
+    return stage_plan.run_plan(LocalStore(store), stage_plan.plan(load_experiment(config)), until=stop_at)
 
 
 def killed_run(config: Path, store: Path, stop_at: str, kill_after: int = 10**9) -> None:
@@ -86,7 +85,7 @@ def test_extraction_resumes_from_last_complete_block(config, clean, tmp_path, mo
     n_blocks = -(-n_rows // batch)
     assert n_blocks >= 5
     killed_run(config, store, "extract-gradients", kill_after=3)
-    s = ArtifactStore(store)
+    s = LocalStore(store)
     assert not [k for st, k in s.outputs() if st == "extract-gradients"]  # nothing published
     [staging] = s.leftover_staging("extract-gradients", clean["extract-gradients"]["key"])
     assert len(xg.read_progress(staging, n_rows, clean["extract-gradients"]["info"]["dim"])) == 3
@@ -109,7 +108,7 @@ def test_extraction_resumes_from_last_complete_block(config, clean, tmp_path, mo
 def test_killed_training_leaves_no_output_and_restarts(config, clean, tmp_path):
     store = tmp_path / "store"
     killed_run(config, store, "train-seed-0")
-    s = ArtifactStore(store)
+    s = LocalStore(store)
     assert not [k for st, k in s.outputs() if st == "train-seed"]  # the checkpoint stayed in staging
     [staging] = s.leftover_staging("train-seed", clean["train-seed-0"]["key"])
     assert (staging / "model").is_dir()

@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 import torch
 
-from gradiend_core.cas import ArtifactStore, stage_key
 from gradiend_core.io import atomic_write_json
 from gradiend_core.reports import images as I
 from gradiend_core.reports import markdown as M
@@ -31,12 +30,12 @@ URI_RE = re.compile(r"data:image/png;base64,([A-Za-z0-9+/=]+)")
 
 # ----------------------------------------------------------------------------- a store with every stage
 
-def publish(store: ArtifactStore, stage: str, build, info: dict, upstream: dict | None = None,
+def publish(store: LocalStore, stage: str, build, info: dict, upstream: dict | None = None,
             seconds: float = 1.5, config: dict | None = None, seed: int | None = None) -> dict:
     """Run `build(dir)` in a staging dir and publish it like the stage runner does."""
     conf = {**(config or {}), **({"seed": seed} if seed is not None else {})}
     key = stage_key(stage, "1", conf, upstream or {})
-    staging = store.staging_dir(stage, key)
+    staging = store.staging(stage, key)
     build(staging)
     m = store.publish(stage, key, staging, {"version": "1", "config": conf, "upstream": upstream or {},
                                             "seconds": seconds, "info": info})
@@ -83,7 +82,7 @@ def build_store(root) -> dict[str, dict]:
     from gradiend_core.pruning import kept_per_param
     from gradiend_core.seeds import select_seed
 
-    store, ms = ArtifactStore(root), {}
+    store, ms = LocalStore(root), {}
     ms["prepare-model"] = publish(store, "prepare-model", lambda d: None, {
         "name_or_path": "tiny-bert", "source_dir": "/m", "model_dir": "/m", "digest": "ab" * 32,
         "objective": "mlm", "head": None, "n_parameters": 123456})
@@ -219,7 +218,7 @@ def manifests(store_root) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def reports(store_root, manifests) -> dict[str, dict | None]:
     """Each stage's report output: the plots drawn from its stored results (train-seed 0 only: slow)."""
-    store = ArtifactStore(store_root)
+    store = LocalStore(store_root)
     return {sid: run_report(store, stage(m["stage"]), m) for sid, m in manifests.items()
             if sid not in ("train-seed-1", "train-seed-2")}
 

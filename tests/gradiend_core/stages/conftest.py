@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from gradiend_core.cas import ArtifactStore
+from gradiend_core.store import LocalStore
 from gradiend_core.experiment import ExperimentConfig, load_experiment
 from gradiend_core.stages.plan import StagePlan, plan, run_plan
 from gradiend_core.testing import save_tiny, tiny_experiment, tiny_mlm
@@ -15,7 +15,7 @@ from gradiend_core.testing import save_tiny, tiny_experiment, tiny_mlm
 class TinyRun:
     cfg: ExperimentConfig
     steps: dict[str, StagePlan]
-    store: ArtifactStore
+    store: LocalStore
     done: dict[str, dict]      # plan id -> manifest
 
     def out(self, sid: str) -> Path:
@@ -43,5 +43,5 @@ def tiny_run(tmp_path_factory, stage_model_dir) -> TinyRun:
     exp["post_prune"] = {"enabled": True, "topk": 0.5}
     (d / "tiny.yaml").write_text(yaml.safe_dump(exp))
     cfg = load_experiment(d / "tiny.yaml")
-    steps, store = plan(cfg), ArtifactStore(d / "store")
+    steps, store = plan(cfg), LocalStore(d / "store")
     return TinyRun(cfg, steps, store, run_plan(store, steps, reports=True))

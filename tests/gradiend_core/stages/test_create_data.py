@@ -1,5 +1,4 @@
 """Class order is data (the first class is label +1): it must survive JSON manifests and change keys."""
-from gradiend_core.cas import ArtifactStore
 from gradiend_core.experiment import load_experiment
 from gradiend_core.stages.plan import plan, run_step
 
@@ -18,7 +17,7 @@ def test_swapping_class_order_changes_the_keys():
 def test_class_order_survives_a_manifest_read_from_disk(tmp_path):
     cfg = _cfg("3SG: [he, she, it], 3PL: [they]")
     p = plan(cfg)["create-data"]
-    store = ArtifactStore(tmp_path)
+    store = LocalStore(tmp_path)
     fresh = run_step(store, p, {})
     from_disk = store.load(p.stage, fresh["key"])  # manifests are written with sorted keys
     for m in (fresh, from_disk):

@@ -7,9 +7,8 @@ from pathlib import Path
 import yaml
 
 from gradiend_core import io
-from gradiend_core.cas import ArtifactStore
 from gradiend_core.experiment import load_experiment
-from gradiend_core.stages.common import out_path
+from gradiend_core.manifests import out_path
 from gradiend_core.stages.plan import plan, run_plan
 from gradiend_core.testing import save_tiny, tiny_experiment, tiny_mlm
 
@@ -22,7 +21,7 @@ def test_gradient_files_are_hashed_once_by_the_writer_and_the_manifest_is_right(
     cfg.write_text(yaml.safe_dump(tiny_experiment(model_dir)))
     reads: list[tuple[str, bool]] = []  # (file, read while publishing)
     publishing = []
-    real, publish = io.sha256_file, ArtifactStore.publish
+    real, publish = io.sha256_file, LocalStore.publish
     monkeypatch.setattr(io, "sha256_file", lambda p, *a: reads.append((os.fspath(p), bool(publishing))) or real(p, *a))
 
     def watched_publish(self, *a, **k):
@@ -32,9 +31,9 @@ def test_gradient_files_are_hashed_once_by_the_writer_and_the_manifest_is_right(
         finally:
             publishing.clear()
 
-    monkeypatch.setattr(ArtifactStore, "publish", watched_publish)
+    monkeypatch.setattr(LocalStore, "publish", watched_publish)
 
-    store = ArtifactStore(tmp_path / "store")
+    store = LocalStore(tmp_path / "store")
     done = run_plan(store, plan(load_experiment(cfg)), until="extract-gradients")
     m = done["extract-gradients"]
     zarr_files = {k: v for k, v in m["files"].items() if k.startswith("gradients.zarr/")}

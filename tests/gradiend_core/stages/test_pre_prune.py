@@ -7,16 +7,15 @@ import pytest
 import torch
 import yaml
 
-from gradiend_core.cas import ArtifactStore
 from gradiend_core.experiment import load_experiment
 from gradiend_core.grad_store import GradientStore
-from gradiend_core.stages.common import load_prepared_model, out_path, store_dir
+from gradiend_core.manifests import load_prepared_model, out_path, store_dir
 from gradiend_core.stages.plan import plan, run_plan
 from gradiend_core.testing import save_tiny, tiny_experiment, tiny_mlm
 
 
 def run_until(config: Path, store: Path, stop_at: str) -> dict:
-    return run_plan(ArtifactStore(store), plan(load_experiment(config)), until=stop_at)
+    return run_plan(LocalStore(store), plan(load_experiment(config)), until=stop_at)
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,9 @@
 """prepare-model: the recorded digest is the weights' digest, a checkpoint with its head is used in place,
 and a headless encoder gets a head fitted into the output (then loadable as a masked LM)."""
-from gradiend_core.cas import ArtifactStore
+from gradiend_core.store import LocalStore
 from gradiend_core.experiment import load_experiment
 from gradiend_core.lm import load_base_model
-from gradiend_core.stages.common import load_prepared_model, model_dir
+from gradiend_core.manifests import load_prepared_model, model_dir
 from gradiend_core.stages.plan import plan, run_step
 from gradiend_core.testing import save_tiny
 
@@ -30,7 +30,7 @@ def test_headless_encoder_gets_a_fitted_head(tmp_path):
     src = save_tiny(encoder, tok, tmp_path / "headless")
     cfg = load_experiment(None, [f"model.name_or_path={src}", "model.fit_head=auto", "model.head.steps=5",
                                  "model.head.max_texts=64"])
-    m = run_step(ArtifactStore(tmp_path / "store"), plan(cfg)["prepare-model"], {})
+    m = run_step(LocalStore(tmp_path / "store"), plan(cfg)["prepare-model"], {})
     assert m["info"]["head"]["steps"] == 5 and (tmp_path / "store" / "prepare-model" / m["key"] / "model").is_dir()
     base = load_prepared_model(m)
     assert type(base.model).__name__ == "BertForMaskedLM" and base.digest == m["info"]["digest"]

@@ -5,7 +5,7 @@ import torch
 from gradiend_core.checkpoint import load_gradiend
 from gradiend_core.io import read_json
 from gradiend_core.lm import load_base_model
-from gradiend_core.stages.common import load_prepared_model
+from gradiend_core.manifests import load_prepared_model
 
 
 def test_saved_model_is_the_selected_update(tiny_run):

@@ -1,13 +1,14 @@
-"""The content-addressed store: keys, atomic publish, integrity checks, locks, cleanup."""
+"""The local directory store: keys, atomic publish, integrity checks, locks, staging dirs, cleanup
+(what both store kinds share is in test_store.py)."""
 import os
 import threading
 import time
 
 import pytest
 
-from gradiend_core.cas import ArtifactStore, stage_key
 from gradiend_core.errors import StoreError
 from gradiend_core.stages.runner import run_stage
+from gradiend_core.store import LocalStore, stage_key
 
 
 def test_key_depends_on_exactly_its_inputs():
@@ -32,7 +33,7 @@ def _build(text="hello"):
 
 
 def test_build_publish_reuse_and_recompute_on_corruption(tmp_path):
-    store = ArtifactStore(tmp_path)
+    store = LocalStore(tmp_path)
     build, calls = _build()
     m1 = run_stage(store, "demo", "1", {"x": 1}, {}, build)
     assert not m1["cached"] and m1["files"]["sub/f.txt"]["size"] == 5 and m1["info"] == {"n": 5}
@@ -49,7 +50,7 @@ def test_build_publish_reuse_and_recompute_on_corruption(tmp_path):
 
 
 def test_failed_build_leaves_nothing_visible(tmp_path):
-    store = ArtifactStore(tmp_path)
+    store = LocalStore(tmp_path)
 
     def boom(out, conf, inputs, progress, paths):
         (out / "partial").write_text("half")
@@ -61,7 +62,7 @@ def test_failed_build_leaves_nothing_visible(tmp_path):
 
 
 def test_concurrent_runs_compute_once(tmp_path):
-    store = ArtifactStore(tmp_path)
+    store = LocalStore(tmp_path)
     calls = []
 
     def slow(out, conf, inputs, progress, paths):
@@ -78,8 +79,39 @@ def test_concurrent_runs_compute_once(tmp_path):
     assert len(calls) == 1 and sorted(r["cached"] for r in results) == [False, True]
 
 
+def test_staging_adopts_a_dead_runs_dir_only_when_resumable(tmp_path):
+    store = LocalStore(tmp_path)
+    old, older = (tmp_path / "demo" / f".staging-k1-host-{pid}-0000" for pid in (1, 2))  # two runs that died
+    old.mkdir(parents=True)
+    older.mkdir()
+    (older / "a").write_text("older")
+    (old / "b").write_text("newest")
+    os.utime(older, ns=(1, 1))
+    resumed = store.staging("demo", "k1", resumable=True)
+    assert (resumed / "b").read_text() == "newest" and not (resumed / "a").exists()
+    assert store.leftover_staging("demo", "k1") == [resumed]  # the older one was deleted
+    fresh = store.staging("demo", "k1")
+    assert list(fresh.iterdir()) == [] and store.leftover_staging("demo", "k1") == [fresh]
+    assert store.staging("demo", "k2", resumable=True) not in store.leftover_staging("demo", "k1")
+
+
+def test_shared_staging_is_the_resumable_staging_dir(tmp_path):
+    store = LocalStore(tmp_path)
+    with store.shared_staging("demo", "k1") as area:
+        (area.path / "shared.txt").write_text("s")
+    with store.part_workspace("demo", "k1", area.id, "p0") as ws:
+        assert ws == area.path  # parts write in place: a killed part's files survive
+        (ws / "part.txt").write_text("p")
+    with store.shared_staging("demo", "k1") as again:  # a run after a kill: the files are kept
+        assert sorted(p.name for p in again.path.iterdir()) == ["part.txt", "shared.txt"]
+    with pytest.raises(StoreError, match="no staging area of demo/k2"):
+        store.publish_shared("demo", "k2", again.id, {})
+    with pytest.raises(StoreError, match="is gone"):
+        store.part_workspace("demo", "k1", area.id, "p1").__enter__()
+
+
 def test_find_and_errors(tmp_path):
-    store = ArtifactStore(tmp_path)
+    store = LocalStore(tmp_path)
     build, _ = _build()
     m = run_stage(store, "demo", "1", {}, {}, build)
     assert store.find(m["key"][:6]) == ("demo", m["key"])
@@ -93,7 +125,7 @@ def test_read_only_store_is_reported(tmp_path):
     ro.mkdir()
     ro.chmod(0o500)
     with pytest.raises(StoreError, match="not writable"):
-        ArtifactStore(ro).check_writable()
+        LocalStore(ro).check_writable()
 
 
 def test_digests_hashed_by_the_writer_are_reused_only_while_the_file_is_unchanged(tmp_path, monkeypatch):
@@ -102,7 +134,7 @@ def test_digests_hashed_by_the_writer_are_reused_only_while_the_file_is_unchange
     import hashlib
 
     from gradiend_core import io
-    from gradiend_core.cas import file_entries
+    from gradiend_core.store import file_entries
 
     files = {name: tmp_path / "out" / name for name in ("same", "replaced", "grown")}
     for i, p in enumerate(files.values()):
