@@ -33,11 +33,9 @@ DEFAULT_DECODER_LRS = [1e-2, 1e-3, 1e-4]
 
 def prepared_model_dir(manifest: dict) -> Path:
     """The directory downstream stages load (the fitted copy, or the source model when no head was fitted)."""
-    from gradiend_core.stages import common
+    from gradiend_core.manifests import model_dir
 
-    if hasattr(common, "model_dir"):
-        return Path(common.model_dir(manifest))
-    return Path(common.info(manifest)["model_dir"])
+    return Path(model_dir(manifest))
 
 
 def ref_python(venv: Path) -> Path:

@@ -67,7 +67,7 @@ def _check_inputs(cfg: ExperimentConfig, store: Store, steps) -> None:
     model, bad data or a full disk is reported before minutes of work and with the store unchanged."""
     from gradiend_core.lm import load_base_model
     from gradiend_core.param_map import select_parameters
-    from gradiend_core.stages import extract_gradients
+    from gradiend_core import extraction
     from gradiend_core.data.corpus import class_map, corpus_texts, neutral_texts
 
     base = load_base_model(cfg.model.name_or_path, allow_missing_head=cfg.model.fit_head != "never",
@@ -92,7 +92,7 @@ def _check_inputs(cfg: ExperimentConfig, store: Store, steps) -> None:
         from gradiend_core.pruning import resolve_k
 
         dim = resolve_k(cfg.pre_prune.topk, dim)
-    extract_gradients.check_disk(store.root, n_rows, dim, x.dtype)
+    extraction.check_disk(store.root, n_rows, dim, x.dtype)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from prefect.futures import PrefectFuture
 from gradiend_core.config_loader import from_dict
 from gradiend_core.experiment import ExperimentConfig
 from gradiend_core.stages.plan import StagePlan, plan
+from gradiend_core.store import open_store
 from tasks.cache import results_dir
 from tasks.stage import split_tasks, stage_task
 

@@ -60,17 +60,17 @@ class DecoderGridConfig:
         for name in ("learning_rates", "feature_factors"):
             vals = getattr(self, name)
             if vals is not None and (len(vals) == 0 or not all(_finite(v) for v in vals)):
-                raise ConfigError(f"decoder {name} must be a non-empty list of finite numbers or null, got {vals}")
+                raise ConfigError(f"{name} must be a non-empty list of finite numbers, or null for the default; got {vals}")
         for name in ("max_rows_per_class", "lms_max_texts"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 1):
-                raise ConfigError(f"decoder {name} must be a positive integer or null, got {v!r}")
+                raise ConfigError(f"{name} must be a positive integer or null, got {v!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ConfigError(f"decoder batch_size must be a positive integer, got {self.batch_size!r}")
+            raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size!r}")
         if self.policy not in POLICIES:
             raise ConfigError(f"unknown decoder selection policy {self.policy!r}; use one of {list(POLICIES)}")
         if not (_finite(self.lms_ratio) and self.lms_ratio > 0):
-            raise ConfigError(f"decoder lms_ratio must be a positive number (e.g. 0.99), got {self.lms_ratio}")
+            raise ConfigError(f"lms_ratio must be a positive number (e.g. 0.99), got {self.lms_ratio}")
         if self.part not in PARTS:
             raise ConfigError(f"unknown rewrite part {self.part!r}; use one of {list(PARTS)}")
         return self

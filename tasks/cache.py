@@ -19,7 +19,7 @@ from typing import Any, Optional
 from prefect.cache_policies import CachePolicy
 
 from gradiend_core.stages.plan import report_key
-from gradiend_core.stages.registry import stage
+from gradiend_core.stages.registry import BY_NAME
 from gradiend_core.stages.runner import key_for
 from gradiend_core.store import open_store
 
@@ -40,8 +40,8 @@ class StageCachePolicy(CachePolicy):
         key = key_for(self.stage, self.version, inputs["conf"], inputs.get("inputs") or {})
         store = open_store(inputs["store"])
         tokens = [store.fingerprint(self.stage, key)]
-        decl = stage(self.stage)
-        rkey = report_key(decl, key)
+        decl = BY_NAME.get(self.stage)  # a declared stage (tests key undeclared ones too)
+        rkey = report_key(decl, key) if decl is not None else None
         if rkey is not None:
             tokens.append(store.fingerprint(decl.report_stage, rkey))
         return None if None in tokens else f"{self.stage}-{key}-" + "-".join(tokens)

@@ -119,7 +119,9 @@ def split_tasks(name: str):
         s = open_store(store)
         return report(decl, s, sp.finalize(s, conf, inputs, plan, parts), experiment)
 
-    return tuple(task(fn, name=f"{name}-{fn.__name__}", cache_policy=NO_CACHE) for fn in (prepare, part, finalize))
+    names = ("prepare", sp.part.__name__, "finalize")  # e.g. extract-gradients-shard, decoder-grid-part
+    steps = (prepare, part, finalize)
+    return tuple(task(fn, name=f"{name}-{n}", cache_policy=NO_CACHE) for fn, n in zip(steps, names))
 
 
 def step(label: str, fn, store: str, *args):

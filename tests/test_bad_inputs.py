@@ -63,7 +63,7 @@ CASES = {
     "fraction-out-of-range": (None, ["pre_prune.topk=1.5"], "a fraction must be in (0, 1]"),
     "ratios-not-one": (None, ["data.train_ratio=0.95"], "sum to"),
     "micro-batch-too-big": (None, ["extract.micro_batch_size=16"], "micro_batch_size must be <="),
-    "empty-grid": (None, ["decoder_grid.learning_rates=[]"], "learning_rates is empty"),
+    "empty-grid": (None, ["decoder_grid.learning_rates=[]"], "decoder_grid.learning_rates must be a non-empty list"),
     "set-without-value": (None, ["train.max_steps"], "expected section.key=value"),
     "unknown-target-class": (None, ["rewrite.target_class=3SGG"], "did you mean '3SG'"),
     "config-file-missing": (lambda e: str(e / "nope.yaml"), [], "not found"),
@@ -133,6 +133,7 @@ def test_diverging_training_stops_without_a_checkpoint(env, tmp_path):
     from gradiend_core.errors import GradiendError
     from gradiend_core.experiment import load_experiment
     from gradiend_core.stages.plan import plan, run_step
+    from gradiend_core.store import LocalStore
 
     s, done = LocalStore(tmp_path / "store"), {}
     steps = plan(load_experiment(env / "config.yaml", ["train.learning_rate=1e30", "train.max_seeds=1"]))

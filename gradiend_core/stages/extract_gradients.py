@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..extraction import extract_blocks, finish, setup, start, write_progress
+from .. import extraction as xg
 from ..reports import extract_gradients as report
 from . import extract_shards
 from .common import section
@@ -22,16 +22,16 @@ def config_slice(cfg) -> dict:
 
 
 def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
-    ex = setup(conf, inputs, out, progress)
-    group, done = start(out, ex)  # a killed run's staging dir: the blocks it wrote are kept
+    ex = xg.setup(conf, inputs, out, progress)
+    group, done = xg.start(out, ex)  # a killed run's staging dir: the blocks it wrote are kept
 
     def record(r0: int) -> None:
         done.add(r0)
-        write_progress(out, ex.n, ex.pmap.input_dim, done)
+        xg.write_progress(out, ex.n, ex.pmap.input_dim, done)
 
-    extract_blocks(ex, group, [r0 for r0 in ex.blocks() if r0 not in done], record, progress,
+    xg.extract_blocks(ex, group, [r0 for r0 in ex.blocks() if r0 not in done], record, progress,
                    hash_root=out / "gradients.zarr")
-    return finish(out, ex)
+    return xg.finish(out, ex)
 
 
 NAME = "extract-gradients"

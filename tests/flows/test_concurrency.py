@@ -18,6 +18,7 @@ RUN = textwrap.dedent("""
     import json, sys
     from gradiend_core.experiment import load_experiment
     from gradiend_core.stages.plan import plan, run_plan
+    from gradiend_core.store import LocalStore
 
     done = run_plan(LocalStore(sys.argv[2]), plan(load_experiment(sys.argv[1])))
     print(json.dumps({sid: {"key": m["key"], "cached": m["cached"],

@@ -31,7 +31,9 @@ def test_grid_parts_publish_the_one_task_files(run_json, prefect_home, tiny_conf
     one = run_json(tiny_config, tmp_path / "one")
     key = one["stages"]["decoder-grid"]["key"]
     reference = grid_files(tmp_path / "one", one)
-    assert {"grid.parquet", "grid.json"} < set(reference)  # and the plots
+    assert set(reference) == {"grid.parquet", "grid.json"}  # the plots are its report's
+    report = one["stages"]["decoder-grid"]["report"]["key"]
+    assert list((tmp_path / "one" / "decoder-grid-report" / report).glob("probability_shifts_*.png"))
     assert "parts" not in one["stages"]["decoder-grid"]
     n_cells = open_store(tmp_path / "one").manifest("decoder-grid", key)["info"]["n_cells"] - 1  # base excluded
 

@@ -8,6 +8,7 @@ import pytest
 from flows.cli import main
 from gradiend_core.experiment import load_experiment
 from gradiend_core.stages import plan as stage_plan
+from gradiend_core.store import LocalStore
 
 
 def run_plan(config: Path, store: Path) -> dict:

@@ -102,7 +102,7 @@ def test_url_store_shards_on_other_hosts_publish_the_one_task_output(config, tmp
     put, puts = UrlStore._put, []
     monkeypatch.setattr(UrlStore, "_put", lambda self, src, dest: puts.append(dest) or put(self, src, dest))
     with hosts[0].lock(x.stage, x.key):
-        plan_ = xs.prepare(hosts[0], x.conf, inputs, shards=2)
+        plan_ = xs.prepare(hosts[0], x.decl, x.conf, inputs, shards=2)
         prepared = len(puts)
         parts = [xs.shard(hosts[1 + i], x.conf, inputs, plan_, i) for i in range(2)]
         uploaded = len(puts)

@@ -13,6 +13,7 @@ from gradiend_core.experiment import load_experiment
 from gradiend_core import extraction as xg
 from gradiend_core.stages import plan as stage_plan
 from gradiend_core.testing import tiny_experiment
+from gradiend_core.store import LocalStore
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,6 +24,7 @@ KILLER = textwrap.dedent("""
     from gradiend_core.experiment import load_experiment
     from gradiend_core import extraction as xg
     from gradiend_core.stages import train_seed as ts
+    from gradiend_core.store import LocalStore
     from gradiend_core.stages.plan import plan, run_plan
 
     config, store, stop_at, kill_after = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])

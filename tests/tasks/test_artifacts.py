@@ -20,6 +20,7 @@ from gradiend_core.reports import markdown as M
 from gradiend_core.reports.extract_gradients import extraction_stats
 from gradiend_core.stages.registry import stage
 from gradiend_core.stages.runner import run_report
+from gradiend_core.store import LocalStore, stage_key
 from tasks import artifacts as A
 
 EXP = "Pronoun Number (tiny BERT)"

@@ -1,6 +1,7 @@
 """Class order is data (the first class is label +1): it must survive JSON manifests and change keys."""
 from gradiend_core.experiment import load_experiment
 from gradiend_core.stages.plan import plan, run_step
+from gradiend_core.store import LocalStore
 
 
 def _cfg(order):

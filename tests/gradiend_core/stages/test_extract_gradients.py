@@ -11,6 +11,7 @@ from gradiend_core.experiment import load_experiment
 from gradiend_core.manifests import out_path
 from gradiend_core.stages.plan import plan, run_plan
 from gradiend_core.testing import save_tiny, tiny_experiment, tiny_mlm
+from gradiend_core.store import LocalStore
 
 
 def test_gradient_files_are_hashed_once_by_the_writer_and_the_manifest_is_right(tmp_path, monkeypatch):

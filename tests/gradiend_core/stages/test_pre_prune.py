@@ -12,6 +12,7 @@ from gradiend_core.grad_store import GradientStore
 from gradiend_core.manifests import load_prepared_model, out_path, store_dir
 from gradiend_core.stages.plan import plan, run_plan
 from gradiend_core.testing import save_tiny, tiny_experiment, tiny_mlm
+from gradiend_core.store import LocalStore
 
 
 def run_until(config: Path, store: Path, stop_at: str) -> dict:
