@@ -9,6 +9,7 @@ Tasks pass manifests (small dicts: paths, digests, shapes), never tensors or Dat
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from functools import lru_cache
 
@@ -62,6 +63,8 @@ class Progress:
 def execute(name: str, store: str, conf: dict, paths: dict, inputs: dict, experiment: str = "") -> dict:
     """Run one stage (reuse or build), then its report, then publish its UI artifacts."""
     decl = stage(name)
+    if decl.report is not None and decl.report.draw is not None:
+        warm_up_plotting()
     progress = Progress(name)
     s = open_store(store)
     try:
@@ -88,6 +91,30 @@ def report(decl, s, m: dict, experiment: str) -> dict:
 
         publish_stage_artifacts(decl, m, r, experiment)
     return {**m, "report": {"key": r["key"], "cached": r["cached"]}} if r else m
+
+
+_WARM = threading.Lock()
+_warming: list[threading.Thread] = []
+
+
+def warm_up_plotting() -> None:
+    """Once per process, render a tiny figure on a background thread (plots.warm_up): the first plot of
+    a process costs ~0.45 s more than later ones, and this runs while the first plotting stage computes
+    (torch ops release the GIL). Only a head start: a failure here is left to the real plot to report."""
+    with _WARM:
+        if _warming:
+            return
+
+        def warm() -> None:
+            try:
+                from gradiend_core.plots import warm_up
+
+                warm_up()
+            except Exception:
+                pass
+
+        _warming.append(threading.Thread(target=warm, name="warm-plots", daemon=True))
+        _warming[0].start()
 
 
 @lru_cache(maxsize=None)
