@@ -12,7 +12,7 @@ from gradiend_core.experiment import ExperimentConfig
 from gradiend_core.stages.plan import StagePlan, plan
 from gradiend_core.store import open_store
 from tasks.cache import results_dir
-from tasks.stage import split_tasks, stage_task
+from tasks.stage import report_task, split_tasks, stage_task
 
 # tasks pass manifests (small dicts), never arrays: Ray's minimum object store is plenty, and the
 # default (30% of RAM in /dev/shm) would be reserved for nothing
@@ -47,13 +47,18 @@ def gradiend_flow(experiment: dict, store: str) -> dict:
     cfg = from_dict(ExperimentConfig, experiment, "")
     steps = plan(cfg)
     futures: dict[str, PrefectFuture] = {}
+    reports: dict[str, PrefectFuture] = {}  # the plots, drawn beside the next stages (nothing waits for them)
     storage = results_dir(store)
     storage.mkdir(parents=True, exist_ok=True)
     for group in _groups(steps):
-        futures.update(submit(group, cfg, store, storage, futures))
+        done = submit(group, cfg, store, storage, futures)
+        futures.update(done)
+        reports.update(draw(group, cfg, store, storage, done))
     manifests = {sid: f.result() for sid, f in futures.items()}
     states = {sid: f.state for sid, f in futures.items()}
-    summary = summarize(steps, manifests, states, time.perf_counter() - t0, store)
+    drawn = {sid: {**f.result(), "cached": bool(f.result().get("cached")) or f.state.name == "Cached"}
+             for sid, f in reports.items() if f.result()}
+    summary = summarize(steps, manifests, states, drawn, time.perf_counter() - t0, store)
     from tasks.artifacts import publish_run_report, stage_keys
 
     keys = {sid: stage_keys(steps[sid].decl, m, cfg.name) for sid, m in manifests.items()}
@@ -84,6 +89,15 @@ def submit(group: list[StagePlan], cfg: ExperimentConfig, store: str, storage, f
     return {p.id: f for p, f in zip(group, maps)}
 
 
+def draw(group: list[StagePlan], cfg: ExperimentConfig, store: str, storage, futures: dict) -> dict:
+    """Report tasks (plots from the stored results) of one stage's steps, if the stage draws any."""
+    decl = group[0].decl
+    if decl.report is None or decl.report.draw is None:
+        return {}
+    t = report_task(decl.name).with_options(result_storage=storage)
+    return {p.id: t.submit(store=store, manifest=futures[p.id], experiment=cfg.name) for p in group}
+
+
 def in_parts(s: StagePlan, cfg: ExperimentConfig, store: str, inputs: dict) -> PrefectFuture:
     """One stage as prepare -> one task per entry of plan[units] (fanned out by the task runner) -> finalize.
 
@@ -106,7 +120,7 @@ def in_parts(s: StagePlan, cfg: ExperimentConfig, store: str, inputs: dict) -> P
     return done
 
 
-def summarize(steps, manifests: dict, states: dict, seconds: float, store: str) -> dict:
+def summarize(steps, manifests: dict, states: dict, drawn: dict, seconds: float, store: str) -> dict:
     stages = {}
     for sid, m in manifests.items():
         cached = bool(m.get("cached")) or states[sid].name == "Cached"
@@ -114,9 +128,8 @@ def summarize(steps, manifests: dict, states: dict, seconds: float, store: str) 
         for fanned in ("shards", "parts"):  # the tasks a fanned-out stage ran as
             if not cached and m.get(fanned):
                 stages[sid][fanned] = m[fanned]
-        if m.get("report"):  # the plots drawn from the stored results (a Prefect-cached task drew nothing)
-            stages[sid]["report"] = {"key": m["report"]["key"],
-                                     "cached": bool(m["report"]["cached"]) or states[sid].name == "Cached"}
+        if sid in drawn:  # the plots drawn from the stored results
+            stages[sid]["report"] = drawn[sid]
     ev = manifests["evaluate-encoder"]["info"]
     rw = manifests["rewrite"]["info"]
     sel = rw["selected"]

@@ -6,9 +6,7 @@ the store sees them without downloading): tensors, DataFrames and paths are neve
 cached (missing, or broken as far as `status` can tell) there is no key, so Prefect runs the task
 and run_stage rebuilds or reuses it. A republished or rewritten output has another fingerprint, so
 a stale Prefect record is never returned for it; computing the key reads only (no download, no
-write, no deletion). A stage that draws a report needs its report output too (keyed by the stage's
-key and the plotting code's version): a plot change or a deleted plot runs the task, which reuses the
-stage from the store and draws the report again.
+write, no deletion). A stage's plots are drawn by its own report task, keyed by its report output.
 """
 from __future__ import annotations
 
@@ -19,7 +17,7 @@ from typing import Any, Optional
 from prefect.cache_policies import CachePolicy
 
 from gradiend_core.stages.plan import report_key
-from gradiend_core.stages.registry import BY_NAME
+from gradiend_core.stages.registry import stage
 from gradiend_core.stages.runner import key_for
 from gradiend_core.store import open_store
 
@@ -38,10 +36,20 @@ class StageCachePolicy(CachePolicy):
     def compute_key(self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any],
                     **kwargs: Any) -> Optional[str]:
         key = key_for(self.stage, self.version, inputs["conf"], inputs.get("inputs") or {})
-        store = open_store(inputs["store"])
-        tokens = [store.fingerprint(self.stage, key)]
-        decl = BY_NAME.get(self.stage)  # a declared stage (tests key undeclared ones too)
-        rkey = report_key(decl, key) if decl is not None else None
-        if rkey is not None:
-            tokens.append(store.fingerprint(decl.report_stage, rkey))
-        return None if None in tokens else f"{self.stage}-{key}-" + "-".join(tokens)
+        token = open_store(inputs["store"]).fingerprint(self.stage, key)
+        return None if token is None else f"{self.stage}-{key}-{token}"
+
+
+@dataclass
+class ReportCachePolicy(CachePolicy):
+    """The report task's key: its report output's key (the stage output's key and the plotting code's
+    version) and that output's fingerprint; None (the task runs) while it is not in the store. A plot
+    change makes another key, so the task runs and draws again; the stage is never re-run for it."""
+    stage: str = ""
+
+    def compute_key(self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any],
+                    **kwargs: Any) -> Optional[str]:
+        decl = stage(self.stage)
+        rkey = report_key(decl, inputs["manifest"]["key"])
+        token = open_store(inputs["store"]).fingerprint(decl.report_stage, rkey)
+        return None if token is None else f"{decl.report_stage}-{rkey}-{token}"

@@ -21,7 +21,7 @@ from gradiend_core.store import open_store
 from gradiend_core.stages.registry import stage
 from gradiend_core.stages.runner import run_report, run_stage
 
-from .cache import StageCachePolicy
+from .cache import ReportCachePolicy, StageCachePolicy
 
 
 class Progress:
@@ -61,36 +61,47 @@ class Progress:
 
 
 def execute(name: str, store: str, conf: dict, paths: dict, inputs: dict, experiment: str = "") -> dict:
-    """Run one stage (reuse or build), then its report, then publish its UI artifacts."""
+    """Run one stage (reuse or build); a stage without plots publishes its UI artifacts here, a stage
+    with plots in its report task (`report_task`), once they are drawn."""
     decl = stage(name)
-    if decl.report is not None and decl.report.draw is not None:
+    if draws(decl):
         warm_up_plotting()
     progress = Progress(name)
-    s = open_store(store)
     try:
-        m = run_stage(s, decl.name, decl.version, conf, inputs, decl.build, progress=progress, paths=paths,
-                      resumable=decl.resumable)
+        m = run_stage(open_store(store), decl.name, decl.version, conf, inputs, decl.build, progress=progress,
+                      paths=paths, resumable=decl.resumable)
     finally:
         progress.close()
     verb = "reused" if m["cached"] else f"computed in {m['seconds']:.1f}s"
     progress.logger.info("%s %s: %s", name, m["key"], verb)
-    return report(decl, s, m, experiment)
+    if experiment and not draws(decl):
+        from .artifacts import publish_stage_artifacts
+
+        publish_stage_artifacts(decl, m, None, experiment)
+    return m
 
 
-def report(decl, s, m: dict, experiment: str) -> dict:
-    """Draw the stage's report if it is not in the store yet, then publish its UI artifacts; returns the
-    manifest with `report` {key, cached} added. A report is decoration: a failure is logged as a
-    warning and never fails the stage that produced the data."""
+def draws(decl) -> bool:
+    """The stage has plots, drawn by its report task."""
+    return decl.report is not None and decl.report.draw is not None
+
+
+def report(name: str, store: str, manifest: dict, experiment: str = "") -> dict:
+    """Draw the stage's plots from its stored results unless they are in the store already, then publish
+    its UI artifacts; returns {key, cached} of the report output. A report is decoration: a failure is
+    logged as a warning and never fails the run."""
+    decl = stage(name)
+    s = open_store(store)
     try:
-        r = run_report(s, decl, m)
+        r = run_report(s, decl, manifest)
     except Exception as e:
-        get_run_logger().warning("no report for %s/%s: %s", decl.name, m.get("key"), e)
+        get_run_logger().warning("no report for %s/%s: %s", name, manifest.get("key"), e)
         r = None
     if experiment:
         from .artifacts import publish_stage_artifacts
 
-        publish_stage_artifacts(decl, m, r, experiment)
-    return {**m, "report": {"key": r["key"], "cached": r["cached"]}} if r else m
+        publish_stage_artifacts(decl, manifest, r, experiment)
+    return {"key": r["key"], "cached": r["cached"]} if r else {}
 
 
 _WARM = threading.Lock()
@@ -131,6 +142,19 @@ def stage_task(name: str):
 
 
 @lru_cache(maxsize=None)
+def report_task(name: str):
+    """The Prefect task that draws stage `name`'s plots (`<stage>-report`); the next stages do not wait
+    for it, so plotting overlaps their work."""
+    decl = stage(name)
+
+    def run(store: str, manifest: dict, experiment: str = "") -> dict:
+        return report(name, store, manifest, experiment)
+
+    run.__name__ = run.__qualname__ = decl.report_stage.replace("-", "_")
+    return task(run, name=decl.report_stage, cache_policy=ReportCachePolicy(stage=decl.name), persist_result=True)
+
+
+@lru_cache(maxsize=None)
 def split_tasks(name: str):
     """(prepare, part, finalize) tasks of a stage declared with a Split."""
     decl = stage(name)
@@ -143,8 +167,12 @@ def split_tasks(name: str):
         return step(f"{name} part {index}", sp.part, store, conf, inputs, plan, index)
 
     def finalize(store: str, conf: dict, inputs: dict, plan: dict, parts: list[dict], experiment: str = "") -> dict:
-        s = open_store(store)
-        return report(decl, s, sp.finalize(s, conf, inputs, plan, parts), experiment)
+        m = sp.finalize(open_store(store), conf, inputs, plan, parts)
+        if experiment and not draws(decl):
+            from .artifacts import publish_stage_artifacts
+
+            publish_stage_artifacts(decl, m, None, experiment)
+        return m
 
     names = ("prepare", sp.part.__name__, "finalize")  # e.g. extract-gradients-shard, decoder-grid-part
     steps = (prepare, part, finalize)
