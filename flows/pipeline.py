@@ -81,7 +81,9 @@ def submit(group: list[StagePlan], cfg: ExperimentConfig, store: str, storage, f
     inputs = {n: futures[i] for n, i in s.inputs.items()}
     if s.decl.split is not None and s.decl.split.count(cfg) > 1:
         return {s.id: in_parts(s, cfg, store, inputs)}
-    t = stage_task(s.stage).with_options(result_storage=storage)
+    # an output missing or damaged in the store: run the task even if Prefect has a record of its key
+    refresh = any(stale(store, p.stage, p.key) for p in group)
+    t = stage_task(s.stage).with_options(result_storage=storage, refresh_cache=refresh)
     if s.decl.fanout is None:
         return {s.id: t.submit(store=store, conf=s.conf, paths=s.paths, inputs=inputs, experiment=cfg.name)}
     maps = t.map(store=unmapped(store), conf=[p.conf for p in group], paths=unmapped(s.paths),
@@ -95,7 +97,14 @@ def draw(group: list[StagePlan], cfg: ExperimentConfig, store: str, storage, fut
     if decl.report is None or decl.report.draw is None:
         return {}
     t = report_task(decl.name).with_options(result_storage=storage)
-    return {p.id: t.submit(store=store, manifest=futures[p.id], experiment=cfg.name) for p in group}
+    return {p.id: t.with_options(refresh_cache=stale(store, decl.report_stage, p.report_key))
+            .submit(store=store, manifest=futures[p.id], experiment=cfg.name) for p in group}
+
+
+def stale(store: str, stage: str, key: str) -> bool:
+    """The output is not (or no longer) in the store as published: a Prefect record of it must not be used.
+    Reads only (Store.status: manifests, sizes and changed files' digests; a URL store's listing)."""
+    return open_store(store).status(stage, key) != "cached"
 
 
 def in_parts(s: StagePlan, cfg: ExperimentConfig, store: str, inputs: dict) -> PrefectFuture:

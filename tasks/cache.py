@@ -1,12 +1,11 @@
-"""A Prefect cache policy keyed exactly like the artifact store, computed without side effects.
+"""Prefect cache keys that are the store's content addresses, computed from the task's inputs alone.
 
-The key is the stage's content address (stage, code version, config slice, upstream keys) plus the
-store's fingerprint of the published output (its manifest, and each file's size and change stamp as
-the store sees them without downloading): tensors, DataFrames and paths are never hashed. When the output is not
-cached (missing, or broken as far as `status` can tell) there is no key, so Prefect runs the task
-and run_stage rebuilds or reuses it. A republished or rewritten output has another fingerprint, so
-a stale Prefect record is never returned for it; computing the key reads only (no download, no
-write, no deletion). A stage's plots are drawn by its own report task, keyed by its report output.
+A stage task's key is its output's key (stage, code version, config slice, upstream keys); a report
+task's key is its report output's key (the stage output's key and the plotting code's version). No
+file is read, written or deleted to compute one. Prefect's record of a key only saves running the
+task: the flow (flows/pipeline.py) asks the store, before submitting, whether each output is still
+there and valid (`Store.status`, which reads only), and runs the task with refresh_cache when it is
+not, so a stale record is never returned for a deleted or corrupted output.
 """
 from __future__ import annotations
 
@@ -35,21 +34,16 @@ class StageCachePolicy(CachePolicy):
 
     def compute_key(self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any],
                     **kwargs: Any) -> Optional[str]:
-        key = key_for(self.stage, self.version, inputs["conf"], inputs.get("inputs") or {})
-        token = open_store(inputs["store"]).fingerprint(self.stage, key)
-        return None if token is None else f"{self.stage}-{key}-{token}"
+        return f"{self.stage}-{key_for(self.stage, self.version, inputs['conf'], inputs.get('inputs') or {})}"
 
 
 @dataclass
 class ReportCachePolicy(CachePolicy):
-    """The report task's key: its report output's key (the stage output's key and the plotting code's
-    version) and that output's fingerprint; None (the task runs) while it is not in the store. A plot
-    change makes another key, so the task runs and draws again; the stage is never re-run for it."""
+    """A report task's key: its report output's key. A plot change makes another key, so the task
+    runs and draws again; the stage itself is never re-run for it."""
     stage: str = ""
 
     def compute_key(self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any],
                     **kwargs: Any) -> Optional[str]:
         decl = stage(self.stage)
-        rkey = report_key(decl, inputs["manifest"]["key"])
-        token = open_store(inputs["store"]).fingerprint(decl.report_stage, rkey)
-        return None if token is None else f"{decl.report_stage}-{rkey}-{token}"
+        return f"{decl.report_stage}-{report_key(decl, inputs['manifest']['key'])}"

@@ -1,56 +1,40 @@
-"""The Prefect cache key of a stage: the output's content key plus the store's fingerprint of it,
-computed without side effects (no download, no write, no deletion), and absent while the output is
-not cached, so a stale Prefect record is never returned."""
+"""The Prefect cache keys are the store's content addresses, computed from the task's inputs alone (no
+file read, written or deleted), and a Prefect record is never used for an output the store no longer has
+(the flow runs that task with refresh_cache): checked end to end in tests/flows (corrupted, deleted)."""
 from pathlib import Path
 
-import pytest
-
-from gradiend_core.stages.runner import run_stage
-from gradiend_core.store import UrlStore, open_store
-from tasks.cache import RESULTS_DIR, StageCachePolicy, results_dir
-
-CONF = {"x": 1}
+from gradiend_core.stages.plan import report_key
+from gradiend_core.stages.registry import stage
+from gradiend_core.stages.runner import key_for
+from tasks.cache import RESULTS_DIR, ReportCachePolicy, StageCachePolicy, results_dir
+from flows.pipeline import stale
 
 
-def build(out, conf, inputs, progress, paths):
-    (out / "g.bin").write_bytes(bytes(range(256)))
-    return {}
+def test_keys_are_the_content_addresses_and_touch_no_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    inputs = {"store": str(tmp_path / "nowhere"), "conf": {"x": 1}, "inputs": {"up": {"key": "abc"}}}
+    key = StageCachePolicy(stage="demo", version="1").compute_key(None, inputs, {})
+    assert key == f"demo-{key_for('demo', '1', {'x': 1}, {'up': {'key': 'abc'}})}"
+    rkey = ReportCachePolicy(stage="train-seed").compute_key(None, {"store": "x", "manifest": {"key": "k1"}}, {})
+    assert rkey == f"train-seed-report-{report_key(stage('train-seed'), 'k1')}"
+    assert list(tmp_path.iterdir()) == []  # nothing created, not even the store
 
 
-def snapshot(root: Path) -> dict:
-    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))}
+def test_stale_reads_the_store_only(tmp_path):
+    from gradiend_core.stages.runner import run_stage
+    from gradiend_core.store import open_store
 
+    def build(out, conf, inputs, progress, paths):
+        (out / "g.bin").write_bytes(bytes(range(256)))
+        return {}
 
-def compute_key(store: str):
-    return StageCachePolicy(stage="demo", version="1").compute_key(
-        None, {"store": store, "conf": CONF, "inputs": {}}, {})
-
-
-@pytest.mark.parametrize("kind", ["local", "url"])
-def test_compute_key_only_reads(kind, tmp_path, monkeypatch):
-    location = str(tmp_path / "store") if kind == "local" else (tmp_path / "store").as_uri()
-    monkeypatch.setenv("GRADIEND_FLOW_CACHE", str(tmp_path / "host-a"))
-    key = run_stage(open_store(location), "demo", "1", CONF, {}, build)["key"]
-    monkeypatch.setattr(UrlStore, "_download", lambda *a: pytest.fail("compute_key downloaded a file"))
-    stale = results_dir(location) / f"demo-{key}"  # a Prefect record of an older run
-    stale.parent.mkdir(parents=True)
-    stale.write_text("stale")
-
-    def key_and_no_side_effect():
-        before = snapshot(tmp_path)
-        cache_key = compute_key(location)
-        assert snapshot(tmp_path) == before and stale.read_text() == "stale"  # nothing written or deleted
-        return cache_key
-
-    cache_key = key_and_no_side_effect()
-    assert cache_key.startswith(f"demo-{key}-") and key_and_no_side_effect() == cache_key
-    monkeypatch.setenv("GRADIEND_FLOW_CACHE", str(tmp_path / "host-b"))  # a host that never read it
-    assert key_and_no_side_effect() == cache_key and not (tmp_path / "host-b").exists()
-    stored = tmp_path / "store" / "demo" / key / "g.bin"
-    stored.write_bytes(bytes(reversed(range(256))))  # rewritten in place, same size
-    assert key_and_no_side_effect() != cache_key  # (local: re-hashed, broken: None) no old record matches
-    stored.unlink()
-    assert key_and_no_side_effect() is None  # not cached: the task runs and rebuilds
+    key = run_stage(open_store(tmp_path / "s"), "demo", "1", {}, {}, build)["key"]
+    assert not stale(str(tmp_path / "s"), "demo", key)
+    f = tmp_path / "s" / "demo" / key / "g.bin"
+    f.write_bytes(bytes(reversed(range(256))))  # same size, other bytes
+    before = f.read_bytes()
+    assert stale(str(tmp_path / "s"), "demo", key) and f.read_bytes() == before  # found, nothing changed
+    assert stale(str(tmp_path / "s"), "demo", "0" * 20)  # never built
 
 
 def test_results_live_in_this_hosts_directory_of_the_store(tmp_path):
