@@ -11,16 +11,19 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gradiend_core.config_loader import to_dict
-from gradiend_core.experiment import ExperimentConfig, load_experiment
 from gradiend_core.store import Store, open_store
 
 from . import env
 
+if TYPE_CHECKING:  # the config pulls in torch (its sections are the method's configs): imported when needed,
+    from gradiend_core.experiment import ExperimentConfig  # after Prefect's temporary API started
+
 
 def resolve_config(config: Any = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    from gradiend_core.experiment import ExperimentConfig, load_experiment
+
     if isinstance(config, ExperimentConfig):
         if overrides:
             raise ValueError("pass overrides with a config file or dict, not with an ExperimentConfig object")
@@ -140,6 +143,8 @@ def run_experiment(config: Any = None, store: str | Path = "store", overrides: l
     with _cache_env(cache):
         location = open_store(store).location  # an unknown URL protocol fails here, before any stage
         preflight(cfg, location)
+        from gradiend_core.config_loader import to_dict
+
         from .pipeline import gradiend_flow, task_runner
 
         f = gradiend_flow.with_options(task_runner=task_runner(cfg))

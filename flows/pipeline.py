@@ -47,17 +47,17 @@ def gradiend_flow(experiment: dict, store: str) -> dict:
     cfg = from_dict(ExperimentConfig, experiment, "")
     steps = plan(cfg)
     futures: dict[str, PrefectFuture] = {}
-    reports: dict[str, PrefectFuture] = {}  # the plots, drawn beside the next stages (nothing waits for them)
+    reports: dict[str, PrefectFuture | dict] = {}  # plots, drawn beside the next stages (nothing waits for them)
     storage = results_dir(store)
     storage.mkdir(parents=True, exist_ok=True)
     for group in _groups(steps):
         done = submit(group, cfg, store, storage, futures)
         futures.update(done)
-        reports.update(draw(group, cfg, store, storage, done))
+        reports.update(draw(group, cfg, store, done))
     manifests = {sid: f.result() for sid, f in futures.items()}
     states = {sid: f.state for sid, f in futures.items()}
-    drawn = {sid: {**f.result(), "cached": bool(f.result().get("cached")) or f.state.name == "Cached"}
-             for sid, f in reports.items() if f.result()}
+    drawn = {sid: r if isinstance(r, dict) else r.result() for sid, r in reports.items()}
+    drawn = {sid: r for sid, r in drawn.items() if r}
     summary = summarize(steps, manifests, states, drawn, time.perf_counter() - t0, store)
     from tasks.artifacts import publish_run_report, stage_keys
 
@@ -91,14 +91,16 @@ def submit(group: list[StagePlan], cfg: ExperimentConfig, store: str, storage, f
     return {p.id: f for p, f in zip(group, maps)}
 
 
-def draw(group: list[StagePlan], cfg: ExperimentConfig, store: str, storage, futures: dict) -> dict:
-    """Report tasks (plots from the stored results) of one stage's steps, if the stage draws any."""
+def draw(group: list[StagePlan], cfg: ExperimentConfig, store: str, futures: dict) -> dict:
+    """Report tasks (plots from the stored results) of one stage's steps, if the stage draws any; a
+    report already in the store needs no task (its key is the plan's: the stage key and the plot code)."""
     decl = group[0].decl
     if decl.report is None or decl.report.draw is None:
         return {}
-    t = report_task(decl.name).with_options(result_storage=storage)
-    return {p.id: t.with_options(refresh_cache=stale(store, decl.report_stage, p.report_key))
-            .submit(store=store, manifest=futures[p.id], experiment=cfg.name) for p in group}
+    t = report_task(decl.name)
+    return {p.id: t.submit(store=store, manifest=futures[p.id], experiment=cfg.name)
+            if stale(store, decl.report_stage, p.report_key) else {"key": p.report_key, "cached": True}
+            for p in group}
 
 
 def stale(store: str, stage: str, key: str) -> bool:

@@ -1,8 +1,8 @@
 """Prefect cache keys that are the store's content addresses, computed from the task's inputs alone.
 
-A stage task's key is its output's key (stage, code version, config slice, upstream keys); a report
-task's key is its report output's key (the stage output's key and the plotting code's version). No
-file is read, written or deleted to compute one. Prefect's record of a key only saves running the
+A stage task's key is its output's key (stage, code version, config slice, upstream keys): no file is
+read, written or deleted to compute it. (Report tasks are not cached by Prefect: the flow submits one
+only when its report output is not in the store.) Prefect's record of a key only saves running the
 task: the flow (flows/pipeline.py) asks the store, before submitting, whether each output is still
 there and valid (`Store.status`, which reads only), and runs the task with refresh_cache when it is
 not, so a stale record is never returned for a deleted or corrupted output.
@@ -15,8 +15,6 @@ from typing import Any, Optional
 
 from prefect.cache_policies import CachePolicy
 
-from gradiend_core.stages.plan import report_key
-from gradiend_core.stages.registry import stage
 from gradiend_core.stages.runner import key_for
 from gradiend_core.store import open_store
 
@@ -35,15 +33,3 @@ class StageCachePolicy(CachePolicy):
     def compute_key(self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any],
                     **kwargs: Any) -> Optional[str]:
         return f"{self.stage}-{key_for(self.stage, self.version, inputs['conf'], inputs.get('inputs') or {})}"
-
-
-@dataclass
-class ReportCachePolicy(CachePolicy):
-    """A report task's key: its report output's key. A plot change makes another key, so the task
-    runs and draws again; the stage itself is never re-run for it."""
-    stage: str = ""
-
-    def compute_key(self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any],
-                    **kwargs: Any) -> Optional[str]:
-        decl = stage(self.stage)
-        return f"{decl.report_stage}-{report_key(decl, inputs['manifest']['key'])}"

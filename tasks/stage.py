@@ -21,7 +21,7 @@ from gradiend_core.store import open_store
 from gradiend_core.stages.registry import stage
 from gradiend_core.stages.runner import run_report, run_stage
 
-from .cache import ReportCachePolicy, StageCachePolicy
+from .cache import StageCachePolicy
 
 
 class Progress:
@@ -151,7 +151,8 @@ def report_task(name: str):
         return report(name, store, manifest, experiment)
 
     run.__name__ = run.__qualname__ = decl.report_stage.replace("-", "_")
-    return task(run, name=decl.report_stage, cache_policy=ReportCachePolicy(stage=decl.name), persist_result=True)
+    # submitted only when the report is not in the store (the flow checks): nothing for Prefect to cache
+    return task(run, name=decl.report_stage, cache_policy=NO_CACHE)
 
 
 @lru_cache(maxsize=None)

@@ -3,10 +3,8 @@ file read, written or deleted), and a Prefect record is never used for an output
 (the flow runs that task with refresh_cache): checked end to end in tests/flows (corrupted, deleted)."""
 from pathlib import Path
 
-from gradiend_core.stages.plan import report_key
-from gradiend_core.stages.registry import stage
 from gradiend_core.stages.runner import key_for
-from tasks.cache import RESULTS_DIR, ReportCachePolicy, StageCachePolicy, results_dir
+from tasks.cache import RESULTS_DIR, StageCachePolicy, results_dir
 from flows.pipeline import stale
 
 
@@ -15,8 +13,6 @@ def test_keys_are_the_content_addresses_and_touch_no_file(tmp_path, monkeypatch)
     inputs = {"store": str(tmp_path / "nowhere"), "conf": {"x": 1}, "inputs": {"up": {"key": "abc"}}}
     key = StageCachePolicy(stage="demo", version="1").compute_key(None, inputs, {})
     assert key == f"demo-{key_for('demo', '1', {'x': 1}, {'up': {'key': 'abc'}})}"
-    rkey = ReportCachePolicy(stage="train-seed").compute_key(None, {"store": "x", "manifest": {"key": "k1"}}, {})
-    assert rkey == f"train-seed-report-{report_key(stage('train-seed'), 'k1')}"
     assert list(tmp_path.iterdir()) == []  # nothing created, not even the store
 
 
