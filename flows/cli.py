@@ -75,10 +75,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_run(args) -> int:
-    from .api import resolve_config, run_experiment
+    from .api import run_experiment
 
-    cfg = resolve_config(args.config, args.set)
-    result = run_experiment(cfg, args.store)  # preflight first: bad input fails before any stage
+    # run_experiment starts Prefect's temporary API first, then reads the config (which imports torch) while
+    # it comes up, then checks everything (bad input fails before any stage), then runs the flow
+    result = run_experiment(args.config, args.store, overrides=args.set)
     s = result.summary
     print(render_summary(s))
     if args.json:
