@@ -98,7 +98,8 @@ def stored_map(base, rows, full_width: bool):
     df = pd.DataFrame({"store_row": range(len(masked)), "kind": "training", "split": "train", "masked": masked,
                        "factual": fact, "alternative": alt, "label": [1 if f.lower() != "they" else -1 for f in fact]})
     df["factual_class"] = df["label"].map({1: "3SG", -1: "3PL"})
-    keep = sample_keep(GradientExtractor(base, pmap), df, p, micro=x.micro_batch_size)["keep"]
+    df["alternative_class"] = df["label"].map({1: "3PL", -1: "3SG"})
+    keep = sample_keep(GradientExtractor(base, pmap), df, p, micro=x.micro_batch_size, pair=("3SG", "3PL"))["keep"]
     return pmap.select(keep), pmap.input_dim
 
 

@@ -88,7 +88,7 @@ def _check_inputs(cfg: ExperimentConfig, store: Store, steps) -> None:
         n_rows = len(create_training_data(corpus_texts(cfg.data), cfg.data.resolved()))
         neutral_texts(cfg.data)  # readable (UTF-8, exists)
     x = cfg.extract
-    n_rows += x.max_neutral_rows or cfg.data.neutral_max or 0
+    n_rows += (x.max_neutral_rows or cfg.data.neutral_max or 0) + (x.max_training_masked_rows or 0)
     body = base.objective.backbone(base.model)
     dim = select_parameters(base.model, x.include, x.exclude, backbone=body).input_dim
     if cfg.pre_prune.enabled:  # only the kept dims are stored

@@ -82,12 +82,15 @@ class ExtractSection:
     batch_size: int = 8                           # rows per Zarr row-chunk (one extraction batch)
     micro_batch_size: int = 8                     # rows per batched forward+backward (bounds peak memory)
     max_neutral_rows: int | None = 30             # neutral rows encoded by evaluate-encoder
+    # test sentences with another word masked (the reference's neutral_training_masked), also encoded
+    max_training_masked_rows: int | None = 30
     threads: int = 1                              # torch threads (fixed: it changes float summation order);
                                                   # 1 leaves the other core to the compressing writer
 
     def validate(self) -> None:
         positive("extract", batch_size=self.batch_size, micro_batch_size=self.micro_batch_size,
-                  max_neutral_rows=self.max_neutral_rows, threads=self.threads)
+                  max_neutral_rows=self.max_neutral_rows, max_training_masked_rows=self.max_training_masked_rows,
+                  threads=self.threads)
         if self.micro_batch_size > self.batch_size:
             raise ConfigError("extract.micro_batch_size must be <= extract.batch_size")
 
@@ -97,6 +100,7 @@ class TrainSection(TrainConfig):
     """train-seed: TrainConfig (the training run), and how the pipeline feeds it and how many seeds."""
     source: Kind = "alternative"
     target: Kind = "diff"
+    pair: list[str] | None = None     # the GRADIEND's two classes (first: +1); default the first two data classes
     base_batch_size: int = 2          # examples averaged into one gradient (reference: one base batch of 32)
     eval_max_rows: int | None = None  # validation rows per class used for in-training evaluation
     seed: int = 0                     # data order seed, and the first model seed
@@ -105,6 +109,8 @@ class TrainSection(TrainConfig):
     def validate(self) -> "TrainSection":
         positive("train", base_batch_size=self.base_batch_size, max_seeds=self.max_seeds,
                  eval_max_rows=self.eval_max_rows)
+        if self.pair is not None and (len(self.pair) != 2 or self.pair[0] == self.pair[1]):
+            raise ConfigError(f"train.pair must name two different classes, e.g. [3SG, 3PL]; got {self.pair}")
         TrainConfig.validate(self)
         return self
 
@@ -175,6 +181,18 @@ class ExperimentConfig:
     def validate(self) -> None:
         if not self.name or any(c in self.name for c in "/\\"):
             raise ConfigError(f"name: '{self.name}' must be non-empty and contain no slashes")
+        self.pair()  # train.pair names two of the data's classes
+
+    def pair(self) -> tuple[str, str]:
+        """The GRADIEND's two classes (+1, -1): train.pair, else the first two data classes."""
+        classes = list(class_map(self.data))
+        if self.train.pair is None:
+            return classes[0], classes[1]
+        for c in self.train.pair:
+            if c not in classes:
+                raise ConfigError(f"train.pair: '{c}' is not a data class{suggest(c, classes)}; "
+                                  f"use two of {', '.join(classes)}")
+        return self.train.pair[0], self.train.pair[1]
 
 
 SECTIONS = [f.name for f in dataclasses.fields(ExperimentConfig) if f.name != "name"]

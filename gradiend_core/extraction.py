@@ -52,19 +52,33 @@ def neutral_rows(neutral: pd.DataFrame, exclude: set[str], max_rows: int | None,
     return pd.DataFrame(rows, columns=["row_id", "masked", "factual", "text"])
 
 
-def row_index(training: pd.DataFrame, neutral: pd.DataFrame) -> pd.DataFrame:
-    """One table of every stored row, in store order: train, validation, test, then neutral."""
+def training_masked_rows(training: pd.DataFrame, exclude: set[str], max_rows: int | None,
+                         seed: int) -> pd.DataFrame:
+    """Neutral rows made from held-out training sentences (the reference's neutral_training_masked):
+    each distinct test sentence, its target words visible, with one seeded-random other word masked."""
+    test = training[training["split"] == "test"].drop_duplicates("text")
+    return neutral_rows(test[["row_id", "text"]], exclude, max_rows, seed)
+
+
+def row_index(training: pd.DataFrame, neutral: pd.DataFrame, masked: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One table of every stored row, in store order: train, validation, test, neutral (kind
+    "neutral", from the neutral data set), then test sentences with another word masked (kind
+    "neutral_training_masked"). Neutral rows have a factual gradient only."""
     order = {"train": 0, "validation": 1, "test": 2}
     t = training.assign(_o=training["split"].map(order)).sort_values(["_o", "row_id"], kind="stable")
     t = t.drop(columns="_o").assign(kind="training")
-    n = neutral.assign(kind="neutral", split="neutral", alternative="", factual_class="neutral",
-                       alternative_class="", label=0, transition="", target_word=neutral["factual"].str.lower(),
-                       n_masks=1)
+    parts = [t] + [_neutral_kind(df, kind, split) for df, kind, split in
+                   ((neutral, "neutral", "neutral"), (masked, "neutral_training_masked", "test")) if df is not None]
     cols = ["row_id", "kind", "split", "masked", "factual", "alternative", "factual_class",
             "alternative_class", "label", "target_word"]
-    rows = pd.concat([t[cols], n[cols]], ignore_index=True)
+    rows = pd.concat([p[cols] for p in parts], ignore_index=True)
     rows.insert(0, "store_row", np.arange(len(rows), dtype=np.int64))
     return rows.astype({"label": "int8", "row_id": "int64"})
+
+
+def _neutral_kind(df: pd.DataFrame, kind: str, split: str) -> pd.DataFrame:
+    return df.assign(kind=kind, split=split, alternative="", factual_class="neutral", alternative_class="",
+                     label=0, transition="", target_word=df["factual"].str.lower(), n_masks=1)
 
 
 def check_disk(out: Path, n_rows: int, dim: int, dtype: str) -> int:
@@ -131,7 +145,8 @@ def setup(conf: dict, inputs: dict, out: Path, progress=None) -> Extraction:
     training, neutral = read_dataset(out_path(inputs["data"]))
     classes = dict(info(inputs["data"])["classes"])  # ordered [name, words] pairs -> dict
     exclude = {w for ws in classes.values() for w in ws}
-    rows = row_index(training, neutral_rows(neutral, exclude, x.max_neutral_rows, seed=0))
+    rows = row_index(training, neutral_rows(neutral, exclude, x.max_neutral_rows, seed=0),
+                     training_masked_rows(training, exclude, x.max_training_masked_rows, seed=1))
     pmap = select_parameters(base.model, x.include, x.exclude, backbone=base.objective.backbone(base.model))
     check_targets(base, rows)
     pmap, pruned = prune_first(out, base, pmap, rows, conf.get("pre_prune") or {}, x, progress)
@@ -147,14 +162,15 @@ def prune_first(out: Path, base, pmap: ParamMap, rows: pd.DataFrame, pp_conf: di
 
     if not pp_conf.get("enabled"):
         return pmap, None
-    p = PrePruneConfig(**pp_conf)
+    p = PrePruneConfig(**{k: v for k, v in pp_conf.items() if k != "pair"})
+    pair = tuple(pp_conf["pair"])  # the GRADIEND pair: the sample is drawn from its transitions
     path, sample_path = out / KEEP_FILE, out / "pre_prune_sample.json"
     if path.exists():  # computed by the prepare step of this staging dir (or a killed run of the same key)
         keep, sample = load_file(str(path))["keep"], list(read_json(sample_path))
     else:
         if progress:
             progress(0.0, f"pre-prune: importance over {p.n_samples} sampled rows")
-        s = sample_keep(GradientExtractor(base, pmap), rows, p, micro=x.micro_batch_size)
+        s = sample_keep(GradientExtractor(base, pmap), rows, p, micro=x.micro_batch_size, pair=pair)
         keep, sample = s["keep"], s["sample_rows"]
         atomic_write_json(sample_path, sample)
         tmp = out / f".{KEEP_FILE}.tmp"

@@ -1,8 +1,11 @@
 """Which stored gradient rows feed GRADIEND training and evaluation, and reading them from the store.
 
 Rows live in an extract-gradients store (grad_store.GradientStore) with a row index (rows.parquet:
-kind, split, classes, label, store_row). Training takes base batches of same-class train rows;
-in-training and encoder evaluation encode held-out rows. P = stored dims.
+kind, split, classes, store_row). A GRADIEND is trained on the transitions of its pair (A, B) only:
+A->B rows (label +1) and B->A rows (label -1); rows of every other transition are evaluated on their
+own (the reference keeps only the pair's transitions too, unless include_other_classes). Training
+takes base batches of same-class train rows; in-training and encoder evaluation encode held-out rows.
+P = stored dims.
 """
 from __future__ import annotations
 
@@ -20,15 +23,21 @@ EVAL_CHUNK = 4  # rows read per evaluation chunk: bounds the read transient (2 k
 EVAL_CACHE_BYTES = 512 * 2**20  # validation sources up to this size (float32) are read once per seed
 
 
-def pair_rows(rows: pd.DataFrame, split: str) -> pd.DataFrame:
-    """Training rows of one split whose label is +1 or -1 (the GRADIEND's two classes)."""
-    return rows[(rows["kind"] == "training") & (rows["split"] == split) & (rows["label"] != 0)]
+def pair_rows(rows: pd.DataFrame, split: str | None, pair: tuple[str, str]) -> pd.DataFrame:
+    """The pair's A->B and B->A training rows (of one split, or all with None), with their label:
+    +1 where the factual class is A, -1 where it is B."""
+    a, b = pair
+    f, t = rows["factual_class"], rows["alternative_class"]
+    keep = (rows["kind"] == "training") & (((f == a) & (t == b)) | ((f == b) & (t == a)))
+    if split is not None:
+        keep &= rows["split"] == split
+    return rows[keep].assign(label=lambda d: (d["factual_class"] == a).map({True: 1, False: -1}).astype("int8"))
 
 
-def batch_plan(rows: pd.DataFrame, base_batch_size: int, seed: int) -> list[list[int]]:
+def batch_plan(rows: pd.DataFrame, base_batch_size: int, seed: int, pair: tuple[str, str]) -> list[list[int]]:
     """Store rows of each base batch: per class shuffled, full batches, round-robin over classes."""
     groups = []
-    for _, g in sorted(pair_rows(rows, "train").groupby("label"), key=lambda kv: -kv[0]):  # +1 class first
+    for _, g in sorted(pair_rows(rows, "train", pair).groupby("label"), key=lambda kv: -kv[0]):  # +1 class first
         idx = list(g["store_row"])
         random.Random(seed).shuffle(idx)
         groups.append([idx[i:i + base_batch_size] for i in range(0, len(idx) - base_batch_size + 1, base_batch_size)])
@@ -60,12 +69,16 @@ def eval_label_sign(source: str) -> int:
     return -1 if source == "alternative" else 1
 
 
+def eval_rows(rows: pd.DataFrame, split: str, pair: tuple[str, str], max_rows_per_class: int | None) -> pd.DataFrame:
+    """The pair's rows of `split` that in-training evaluation encodes (the first ones per class if capped)."""
+    ev = pair_rows(rows, split, pair)
+    return ev if max_rows_per_class is None else ev.groupby("factual_class", sort=False).head(max_rows_per_class)
+
+
 def make_eval_set(rows: pd.DataFrame, store: GradientStore, split: str, source: str,
-                  max_rows_per_class: int | None) -> EvalSet | None:
+                  max_rows_per_class: int | None, pair: tuple[str, str]) -> EvalSet | None:
     """In-training evaluation rows of `split` (None when there are none)."""
-    ev = pair_rows(rows, split)
-    if max_rows_per_class is not None:
-        ev = ev.groupby("factual_class", sort=False).head(max_rows_per_class)
+    ev = eval_rows(rows, split, pair, max_rows_per_class)
     if ev.empty:
         return None
     idx = list(ev["store_row"])

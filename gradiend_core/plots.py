@@ -180,6 +180,41 @@ def plot_encoder_distributions(df: pd.DataFrame, path: str | Path) -> Path:
         return save_figure(encoder_distributions_figure(df), path)
 
 
+def target_words_figure(df: pd.DataFrame, title: str = "Encoded value per target word") -> Figure:
+    """Points + mean per (class, target word) of the encoded token, coloured by class, classes in the
+    order they first appear; boundaries at +-0.5. df: encoded, source_class, source_word."""
+    missing = [c for c in ("encoded", "source_class", "source_word") if c not in df.columns]
+    if df is None or len(df) == 0 or missing:
+        raise DataError(f"no rows with encoded, source_class and source_word to plot (missing {missing})")
+    d = df.assign(word=df["source_word"].str.lower(), source_class=df["source_class"].astype(str))
+    classes = list(dict.fromkeys(d["source_class"]))
+    keys = [(c, w) for c in classes for w in sorted(set(d.loc[d["source_class"] == c, "word"]))]
+    fig = Figure(figsize=(max(6.0, 0.55 * len(keys) + 2), 4.8))
+    ax = fig.subplots()
+    rng = np.random.default_rng(0)  # jitter only; fixed so the image is reproducible
+    for i, (c, w) in enumerate(keys):
+        vals = d.loc[(d["source_class"] == c) & (d["word"] == w), "encoded"].to_numpy(dtype=float)
+        color = f"C{classes.index(c) % 10}"
+        ax.scatter(i + rng.uniform(-0.15, 0.15, vals.size), vals, s=10, color=color, alpha=0.7)
+        ax.plot([i - 0.3, i + 0.3], [vals.mean()] * 2, color="black", lw=2)
+    ax.set_xticks(range(len(keys)))
+    ax.set_xticklabels([f"{w}\n({c})" for c, w in keys], fontsize=8, rotation=45 if len(keys) > 12 else 0)
+    for b in (-BOUNDARY, BOUNDARY):
+        ax.axhline(b, color="tab:red", ls="--", lw=1)
+    ax.axhline(0.0, color="grey", ls=":", lw=0.8)
+    ax.set(title=title, xlabel="target word (class of the encoded token)", ylabel="encoded value")
+    handles = [Patch(color=f"C{i % 10}", alpha=0.7, label=c) for i, c in enumerate(classes)]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="class")
+    fig.tight_layout()
+    return fig
+
+
+def plot_target_words(df: pd.DataFrame, path: str | Path, title: str = "Encoded value per target word") -> Path:
+    """Encoded values per (class, target word) -> PNG."""
+    with _PLOT_LOCK:
+        return save_figure(target_words_figure(df, title), path)
+
+
 # ----------------------------------------------------------------------------- probability shifts
 
 def _xscale(ax, lrs: np.ndarray) -> None:

@@ -17,6 +17,7 @@ import torch
 
 from .config_checks import fraction_or_count, positive
 from .grad_store import assemble, topk_indices
+from .gradient_rows import pair_rows
 
 KEEP_FILE = "keep.safetensors"  # the selection: kept full-map dims (sorted) and their importance
 
@@ -36,10 +37,11 @@ class PrePruneConfig:
         return self
 
 
-def stratified_rows(rows: pd.DataFrame, n_samples: int, seed: int) -> list[int]:
-    """n_samples train rows split evenly over the +1/-1 classes (remainder to the first class)."""
-    train = rows[(rows["kind"] == "training") & (rows["split"] == "train") & (rows["label"] != 0)]
-    classes = list(dict.fromkeys(train.sort_values("label", ascending=False, kind="stable")["factual_class"]))
+def stratified_rows(rows: pd.DataFrame, n_samples: int, seed: int, pair: tuple[str, str]) -> list[int]:
+    """n_samples train rows of the pair's transitions (A->B, B->A), split evenly over A and B
+    (remainder to A)."""
+    train = pair_rows(rows, "train", pair)
+    classes = list(pair)
     rng = random.Random(seed)
     picked: list[int] = []
     for i, c in enumerate(classes):
@@ -56,7 +58,8 @@ def resolve_k(topk: float | int, n: int) -> int:
     return max(1, min(n, math.ceil(topk * n) if isinstance(topk, float) else int(topk)))
 
 
-def sample_keep(extractor, rows: pd.DataFrame, p: PrePruneConfig, micro: int, progress=None) -> dict:
+def sample_keep(extractor, rows: pd.DataFrame, p: PrePruneConfig, micro: int, pair: tuple[str, str],
+                progress=None) -> dict:
     """Kept dims (sorted, of the extractor's map), their importance and the sampled store rows.
 
     importance = |mean over the sampled rows of the source gradient| (P,). The mean of per-example
@@ -65,7 +68,7 @@ def sample_keep(extractor, rows: pd.DataFrame, p: PrePruneConfig, micro: int, pr
     factual mean minus the alternative mean. Accumulated in float64 over micro-batches, so memory
     holds one full-width gradient whatever n_samples is.
     """
-    sample = stratified_rows(rows, p.n_samples, p.seed)
+    sample = stratified_rows(rows, p.n_samples, p.seed, pair)
     total = torch.zeros(extractor.param_map.input_dim, dtype=torch.float64)  # (P,)
     by_row = rows.set_index("store_row")
     for i in range(0, len(sample), micro):

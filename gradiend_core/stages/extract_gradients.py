@@ -16,8 +16,10 @@ from .declaration import Report, Split, Stage, needs
 
 
 def config_slice(cfg) -> dict:
-    """The extract section, and of pre_prune what decides the stored bytes (nothing when it is off)."""
-    pre = section(cfg.pre_prune) if cfg.pre_prune.enabled else {"enabled": False}
+    """The extract section, and of pre_prune what decides the stored bytes (nothing when it is off): its
+    settings and the pair whose transitions the sample is drawn from."""
+    # the pre-pruning sample is drawn from the GRADIEND pair's transitions
+    pre = {**section(cfg.pre_prune), "pair": list(cfg.pair())} if cfg.pre_prune.enabled else {"enabled": False}
     return {"extract": section(cfg.extract), "pre_prune": pre}
 
 
@@ -37,7 +39,7 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
 NAME = "extract-gradients"
 # 3: per-example gradients from one padded batch pass (per_example.py); 4: pre-pruning importance from
 # the gradient of the sample's mean loss (float32 rounding, hence near-ties, differ)
-VERSION = "4"
+VERSION = "5"  # 5: test sentences with another word masked (neutral_training_masked rows)
 STAGE = Stage(name=NAME, version=VERSION, sections=("extract", "pre_prune"), build=build, conf=config_slice,
               inputs=(needs("model", "prepare-model"), needs("data", "create-data")), resumable=True,
               split=Split(extract_shards.prepare, extract_shards.shard, extract_shards.finalize,

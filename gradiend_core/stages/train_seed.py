@@ -15,7 +15,7 @@ import pandas as pd
 from ..checkpoint import save_gradiend
 from ..grad_store import GradientStore
 from ..gradiend import BaseIdentity, Gradiend
-from ..gradient_rows import batch_plan, make_eval_set, read_batches
+from ..gradient_rows import batch_plan, eval_rows, make_eval_set, read_batches
 from ..io import atomic_write_json
 from ..param_map import load_param_map
 from ..prefetch import prefetch
@@ -28,8 +28,10 @@ from .declaration import FanOut, Report, Stage, needs
 
 
 def config_slice(cfg) -> dict:
-    """The train section without max_seeds: how many seeds there are is not part of any one seed."""
-    return {"train": {k: v for k, v in section(cfg.train).items() if k != "max_seeds"}}
+    """The train section with its pair resolved (the first two data classes by default), without
+    max_seeds: how many seeds there are is not part of any one seed."""
+    train = {k: v for k, v in section(cfg.train).items() if k != "max_seeds"}
+    return {"train": {**train, "pair": list(cfg.pair())}}
 
 
 def seeds(cfg) -> list[int]:
@@ -45,30 +47,40 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     ext, pre = inputs["extract"], inputs["pre_prune"]
     rows = pd.read_parquet(out_path(ext) / "rows.parquet")
     store = GradientStore(store_dir(pre))
-    plan = batch_plan(rows, t.base_batch_size, t.seed)
+    pair = (t.pair[0], t.pair[1])  # +1, -1: only their A->B and B->A rows are trained and evaluated on
+    plan = batch_plan(rows, t.base_batch_size, t.seed, pair)
 
     def batches(epoch: int):  # step k+1's rows are read while step k trains
         return prefetch(read_batches(store, plan, t.batch_size, t.source, t.target))
 
-    eval_set = make_eval_set(rows, store, "validation", t.source, t.eval_max_rows)
+    eval_set = make_eval_set(rows, store, "validation", t.source, t.eval_max_rows, pair)
     total = t.max_steps if t.max_steps > 0 else t.num_epochs * (len(plan) // t.batch_size)
     result = train_gradiend(batches, eval_set, store.dim, t, seed,
                             progress=lambda step, tot, i: progress(step / max(total, 1), f"seed {seed}: step {step}"))
-    classes = [name for name, _ in info(ext)["classes"]]  # config order: first class is label +1
+    classes = [name for name, _ in info(ext)["classes"]]
     # wall time stays out of the files (it would make two identical runs' bytes differ); the info has it
     stats = {k: v for k, v in result.stats.items() if k != "seconds"}
     g = Gradiend(result.model, load_param_map(out_path(pre)), source=t.source, target=t.target,
-                 directions={c: (1 if i == 0 else -1 if i == 1 else 0) for i, c in enumerate(classes)},
+                 directions={c: 1 if c == pair[0] else -1 if c == pair[1] else 0 for c in classes},
                  base=BaseIdentity(**{k: info(ext)["base"][k] for k in ("name_or_path", "digest")}),
                  training=stats)
     save_gradiend(g, out / "model")
     atomic_write_json(out / "stats.json", stats)
     return {"seed": seed, "converged": stats.get("converged"), "best": stats.get("best"),
-            "steps": stats.get("steps"), "seconds": result.stats.get("seconds"), "classes": classes}
+            "steps": stats.get("steps"), "seconds": result.stats.get("seconds"), "classes": list(pair),
+            "rows": transitions(rows, plan, eval_rows(rows, "validation", pair, t.eval_max_rows))}
 
 
-# version 2: fused AdamW (same rule, other rounding); 3: max_seeds out of the key, no plot in the output
-STAGE = Stage(name="train-seed", version="3", sections=("train",), build=build, conf=config_slice,
+def transitions(rows: pd.DataFrame, plan: list[list[int]], evaluated: pd.DataFrame) -> dict:
+    """How many rows of each transition the run trained on and evaluated on (its pair's only)."""
+    by = (rows["factual_class"] + "->" + rows["alternative_class"]).set_axis(rows["store_row"])
+    count = lambda idx: {k: int(v) for k, v in by[list(idx)].value_counts().sort_index().items()}  # noqa: E731
+    return {"train": count(r for b in plan for r in b), "validation": count(evaluated["store_row"])}
+
+
+# version 2: fused AdamW (same rule, other rounding); 3: max_seeds out of the key, no plot in the output;
+# 4: only the pair's transitions are trained and evaluated on
+STAGE = Stage(name="train-seed", version="4", sections=("train",), build=build, conf=config_slice,
               inputs=(needs("extract", "extract-gradients"), needs("pre_prune", "pre-prune")),
               fanout=FanOut("seed", seeds),
               report=Report(artifacts=report.artifacts, draw=report.draw, code=report.CODE))

@@ -11,14 +11,16 @@ def test_resolve_k_reads_floats_as_fractions_and_ints_as_counts():
     assert resolve_k(500, 95) == 95 and resolve_k(1e-9, 95) == 1
 
 
-def test_stratified_rows_split_evenly_over_the_two_classes():
-    rows = pd.DataFrame({"store_row": range(20), "kind": "training", "split": ["train"] * 18 + ["test"] * 2,
-                         "label": [1, -1] * 10, "factual_class": ["A", "B"] * 10})
-    picked = stratified_rows(rows, 7, seed=3)
+def test_stratified_rows_split_evenly_over_the_pair_and_skip_other_transitions():
+    n = 30  # A->B, B->A and (not the pair's) A->C rows
+    rows = pd.DataFrame({"store_row": range(n), "kind": "training", "split": ["train"] * 27 + ["test"] * 3,
+                         "factual_class": ["A", "B", "A"] * 10, "alternative_class": ["B", "A", "C"] * 10})
+    picked = stratified_rows(rows, 7, seed=3, pair=("A", "B"))
     assert len(picked) == 7 and len(set(picked)) == 7
     by = rows.set_index("store_row").loc[picked]
-    assert (by["label"] == 1).sum() == 4 and (by["split"] == "train").all()
-    assert picked == stratified_rows(rows, 7, seed=3) != stratified_rows(rows, 7, seed=4)
+    assert (by["factual_class"] == "A").sum() == 4 and (by["split"] == "train").all()
+    assert set(zip(by["factual_class"], by["alternative_class"])) <= {("A", "B"), ("B", "A")}
+    assert picked == stratified_rows(rows, 7, seed=3, pair=("A", "B")) != stratified_rows(rows, 7, 4, ("A", "B"))
 
 
 def test_config_rejects_an_empty_selection():
