@@ -1,6 +1,6 @@
 """Data creation: base texts (sources), masking/pairing/splitting (creation), built-in sets, parquet schema."""
 from gradiend_core.data.builtin import (BUILTIN_DATASETS, builtin_texts, builtin_vocabulary, gender_texts,
-                                        neutral_texts, pronoun_number_texts)
+                                        neutral_texts, person_number_texts, pronoun_number_texts)
 from gradiend_core.data.creation import (DataConfig, create_dataset, create_neutral_data, create_training_data,
                                          neutral_exclude_words, read_dataset, summarize, write_dataset)
 from gradiend_core.data.schema import (NEUTRAL_COLUMNS, NEUTRAL_SCHEMA, TRAINING_COLUMNS, TRAINING_SCHEMA,
@@ -8,7 +8,7 @@ from gradiend_core.data.schema import (NEUTRAL_COLUMNS, NEUTRAL_SCHEMA, TRAINING
 from gradiend_core.data.sources import load_texts
 
 __all__ = [
-    "BUILTIN_DATASETS", "builtin_texts", "builtin_vocabulary", "gender_texts", "neutral_texts",
+    "BUILTIN_DATASETS", "builtin_texts", "builtin_vocabulary", "gender_texts", "neutral_texts", "person_number_texts",
     "pronoun_number_texts", "DataConfig", "create_dataset", "create_neutral_data", "create_training_data",
     "neutral_exclude_words", "read_dataset", "summarize", "write_dataset", "NEUTRAL_COLUMNS", "NEUTRAL_SCHEMA",
     "TRAINING_COLUMNS", "TRAINING_SCHEMA", "describe_schema", "load_texts",

@@ -5,9 +5,12 @@
   "the printer ... it"), or both. "it" always refers to a thing.
 - `gender_texts`: masculine (he/him/his) vs feminine (she/her/hers) with gendered antecedents (nouns, names);
   >= 3,000 distinct sentences per class, subject, object and possessive slots.
+- `person_number_texts`: English subject pronouns by person and number, 1SG (I), 1PL (we), 2 (you), 3SG
+  (he/she/it), 3PL (they); 2,000 distinct sentences per class, the verb agreeing with the person (I am/was,
+  I walk, he walks, you were). No object, possessive or reflexive pronoun anywhere in a sentence.
 - `neutral_texts`: >= 1,000 distinct sentences with no pronoun at all.
 
-Every generated sentence of the first two holds exactly ONE target word of its data set (one [MASK] slot).
+Every generated sentence of the first three holds exactly ONE target word of its data set (one [MASK] slot).
 Sentences are sampled from a combinatorial grammar (frames x tenses x antecedents x verb phrases x adverbials)
 with `random.Random(seed)`, deduplicated, and returned in generation order.
 
@@ -206,6 +209,9 @@ STATIVE = {"need", "belong", "cost", "weigh", "require", "fit", "hold"}
 
 
 def _be(num: str, past: bool = True) -> str:
+    """'be' agreeing with `num`: 'sg' (he/she/it, nouns), 'pl' (we/you/they, plural nouns) or '1sg' (I)."""
+    if num == "1sg":
+        return "was" if past else "am"
     return ("was" if num == "sg" else "were") if past else ("is" if num == "sg" else "are")
 
 
@@ -214,7 +220,7 @@ def _agree(template: str, num: str) -> str:
 
 
 def conjugate(vp: str, form: str, num: str, rng: random.Random) -> str:
-    """The verb phrase `vp` (base form first) in `form`, agreeing with a `num` ('sg'|'pl') subject."""
+    """The verb phrase `vp` (base form first) in `form`, agreeing with a `num` ('sg'|'pl'|'1sg') subject."""
     verb, _, comp = vp.partition(" ")
     base, s3, past, pp, ing = VERBS[verb]
     sg = num == "sg"
@@ -564,6 +570,105 @@ def neutral_texts(seed: int = 0) -> list[str]:
     return _generate({"neutral": NEUTRAL_COUNT}, _neutral_sentence, seed)
 
 
+# -------------------------------------------------------------------------------------- person_number
+# Subject pronouns by person and number. Each class's pronouns, and the agreement each takes ('1sg': I am /
+# I was / I walk; 'pl': we/you/they are, were, walk; 'sg': he/she/it is, was, walks).
+PERSON_NUMBER_SUBJECTS = {"1SG": ["I"], "1PL": ["we"], "2": ["you"], "3SG": ["he", "she", "it"], "3PL": ["they"]}
+PERSON_AGREEMENT = {"I": "1sg", "we": "pl", "you": "pl", "he": "sg", "she": "sg", "it": "sg", "they": "pl"}
+PERSON_NUMBER_PER_CLASS = 2000
+# A sentence is kept only with exactly one subject pronoun and none of these (object, possessive, reflexive).
+NON_SUBJECT_FORMS = frozenset("me my mine myself us our ours ourselves your yours yourself yourselves him his "
+                               "himself her hers herself its itself them their theirs themselves".split())
+_SUBJECT_FORMS = frozenset(w.lower() for ws in PERSON_NUMBER_SUBJECTS.values() for w in ws)
+REACTIONS = ["{was} surprised", "{was} glad", "{was} relieved", "{was} not sure", "{was} told", "hoped",
+             "knew", "heard", "never believed", "suspected", "noticed"]
+WHETHER_VERBS = ["asked", "wondered", "wanted to know", "could not remember", "checked", "forgot"]
+QUESTION_AUX = ["Will", "Should", "Could", "Can", "Must"]
+CONNECTIVES = ["while", "just as", "after", "before", "because", "although", "long before"]
+
+
+def _third_party(rng: random.Random) -> tuple[str, str]:
+    """(noun phrase, number) of someone other than the speaker or the addressee (no my/our)."""
+    if rng.random() < 0.35:
+        who, num = _plural_person(rng), "pl"
+    else:
+        who, num = _person(rng)[0], "sg"
+    return re.sub(r"\b(?:my|our)\b", "the", who), num
+
+
+def _p_too(rng, pron, num, ante, vps, preds):
+    group = rng.choice(["past", "present"])
+    be = _be(num, past=group == "past")
+    degree = rng.choice(["", "", "far ", "much ", "simply "])
+    return f"{rng.choice(TENSES[group][0])}, {pron} {be} {degree}too {rng.choice(STATES)} to {rng.choice(vps)}."
+
+
+def _p_whether(rng, pron, num, ante, vps, preds):
+    form = rng.choice(["past", "pluperfect", "would", "past_prog", "modal"])
+    return f"{_cap(ante)} {rng.choice(WHETHER_VERBS)} whether {pron} {conjugate(rng.choice(vps), form, num, rng)}."
+
+
+def _p_while(rng, pron, num, ante, vps, preds):
+    form = rng.choice(["past", "past_prog", "past_adv", "pluperfect"])
+    return (f"{_cap(pron)} {conjugate(rng.choice(vps), form, num, rng)} {rng.choice(CONNECTIVES)} {ante} "
+            f"{rng.choice(preds)}.")
+
+
+def _p_reaction(rng, pron, num, ante, vps, preds):
+    other, other_num = _third_party(rng)
+    form = rng.choice(["pluperfect", "past", "would", "past_prog"])
+    reaction = _agree(rng.choice(REACTIONS), other_num)
+    return f"{_cap(other)} {reaction} that {pron} {conjugate(rng.choice(vps), form, num, rng)}."
+
+
+def _p_now(rng, pron, num, ante, vps, preds):
+    other, other_num = _third_party(rng)
+    done = conjugate(rng.choice(vps), rng.choice(["perfect", "past"]), other_num, rng)
+    nxt = conjugate(rng.choice(vps), rng.choice(["going_to", "want", "pres_prog"]), num, rng)
+    return f"{_cap(other)} {done}, and now {pron} {nxt}."
+
+
+def _p_ask(rng, pron, num, ante, vps, preds):
+    return f"{rng.choice(QUESTION_AUX)} {pron} {rng.choice(vps)} {_lower_first(rng.choice(FUTURE_INTROS))}?"
+
+
+# The frames of PERSON_FRAMES that read `ante` as a third party (its predicates agree with the third
+# party, not with the pronoun), plus frames of their own; _f_now is replaced by _p_now for that reason.
+PERSON_NUMBER_FRAMES: list[tuple[Callable, int]] = [
+    (_f_intro, 3), (_f_trailing, 2), (_f_and, 2), (_f_when, 2), (_f_report, 3), (_f_because, 1),
+    (_f_outcome, 1), (_f_although, 2), (_f_question, 2), (_p_too, 2), (_p_whether, 2), (_p_while, 2),
+    (_p_reaction, 2), (_p_now, 2), (_p_ask, 2),
+]
+_AGREED_PREDS = {n: [_agree(p, n) for p in PERSON_PREDS] for n in ("sg", "pl")}
+
+
+def _person_number_draw(rng: random.Random, word: str) -> str:
+    """One sentence with the subject pronoun `word`: third persons half the time with their antecedent
+    frames (as in pronoun_number; "it" always), otherwise a frame beside a third party."""
+    if word == "it" or (word in ("he", "she", "they") and rng.random() < 0.5):
+        return _subject_sentence(rng, word)
+    ante, ante_num = _third_party(rng)
+    frame = _pick(rng, PERSON_NUMBER_FRAMES)
+    return frame(rng, word, PERSON_AGREEMENT[word], ante, PERSON_VPS, _AGREED_PREDS[ante_num])
+
+
+def _person_number_sentence(rng: random.Random, cls: str) -> str:
+    words = PERSON_NUMBER_SUBJECTS[cls]
+    for _ in range(100):
+        word = words[0] if len(words) == 1 else rng.choices(words, weights=[35, 35, 30])[0]
+        s = _person_number_draw(rng, word)
+        tokens = re.findall(r"\w+", s.lower())  # whole words, as creation.word_pattern matches them
+        if sum(t in _SUBJECT_FORMS for t in tokens) == 1 and NON_SUBJECT_FORMS.isdisjoint(tokens):
+            return s
+    raise RuntimeError(f"no clean sentence for class {cls!r} in 100 draws; check the lexicon")
+
+
+def person_number_texts(seed: int = 0) -> list[str]:
+    """1SG (I), 1PL (we), 2 (you), 3SG (he/she/it), 3PL (they) subject sentences, 2,000 distinct per class,
+    one subject pronoun each and no object, possessive or reflexive pronoun."""
+    return _generate({c: PERSON_NUMBER_PER_CLASS for c in PERSON_NUMBER_SUBJECTS}, _person_number_sentence, seed)
+
+
 # ---------------------------------------------------------------------------------------- registry
 BUILTIN_DATASETS: dict[str, dict] = {
     "pronoun_number": {
@@ -577,6 +682,12 @@ BUILTIN_DATASETS: dict[str, dict] = {
         "texts": gender_texts,
         "neutral_texts": neutral_texts,
         "description": "English pronoun gender: he/him/his vs she/her/hers",
+    },
+    "person_number": {
+        "classes": {"1SG": ["i"], "1PL": ["we"], "2": ["you"], "3SG": ["he", "she", "it"], "3PL": ["they"]},
+        "texts": person_number_texts,
+        "neutral_texts": neutral_texts,
+        "description": "English subject pronouns by person and number: I / we / you / he, she, it / they",
     },
 }
 
@@ -597,7 +708,7 @@ def builtin_vocabulary() -> list[str]:
     words = {w for spec in BUILTIN_DATASETS.values() for ws in spec["classes"].values() for w in ws}
     # Frame words come from the generated texts; lexicon entries from every module-level word table (so
     # combinations that seed 0 happens not to emit are covered too).
-    texts = pronoun_number_texts() + gender_texts() + neutral_texts()
+    texts = pronoun_number_texts() + gender_texts() + person_number_texts() + neutral_texts()
     for t in texts + list(_lexicon_strings()):
         words.update(re.findall(r"[a-z0-9]+", t.lower()))
     return sorted(words)
