@@ -54,15 +54,15 @@ def preflight(cfg: ExperimentConfig, store: str | Path):
 
 
 def _check_target_class(cfg: ExperimentConfig) -> None:
-    """rewrite.target_class is read by the last stage only: check it against the classes up front."""
+    """rewrite.target_class is read by the last stage only: check it against the GRADIEND's pair up front
+    (only the pair's classes have a feature factor to rewrite towards)."""
     from gradiend_core.config_loader import suggest
     from gradiend_core.errors import ConfigError
-    from gradiend_core.data.corpus import class_map
 
-    target, classes = cfg.rewrite.target_class, list(class_map(cfg.data))
+    target, classes = cfg.rewrite.target_class, list(cfg.pair())
     if target is not None and target not in classes:
-        raise ConfigError(f"rewrite.target_class '{target}' is not a class{suggest(target, classes)}; "
-                          f"use one of {', '.join(classes)}")
+        raise ConfigError(f"rewrite.target_class '{target}' is not one of the GRADIEND's classes (train.pair)"
+                          f"{suggest(target, classes)}; use one of {', '.join(classes)}")
 
 
 def _check_inputs(cfg: ExperimentConfig, store: Store, steps) -> None:

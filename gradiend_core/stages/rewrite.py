@@ -22,8 +22,9 @@ from .declaration import Report, Stage, needs
 N_EXAMPLES = 8
 
 
-def summary_key(r: dict, classes: list[str]) -> tuple[str, str]:
-    target = r["target_class"] or classes[0]
+def summary_key(r: dict, classes: list[str], default: str) -> tuple[str, str]:
+    """(target class, its grid selection key); the default target is the GRADIEND's +1 class."""
+    target = r["target_class"] or default
     if target not in classes:
         from ..config_loader import suggest
 
@@ -36,14 +37,14 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     pin_torch_threads(2)  # see common.pin_torch_threads
     r = conf["rewrite"]
     class_words = dict(info(inputs["data"])["classes"])  # ordered [name, words] pairs
-    classes = list(class_words)
-    target, key = summary_key(r, classes)
+    base = load_prepared_model(inputs["base"])
+    g = load_gradiend(out_path(inputs["model"]) / "model", expected_digest=base.digest)
+    plus = next(c for c, d in g.directions.items() if d > 0)
+    target, key = summary_key(r, list(class_words), plus)
     summary = read_json(out_path(inputs["grid"]) / "grid.json")["summary"]
     if key not in summary:
         raise ConfigError(f"the decoder grid has no selection for '{key}'; available: {', '.join(summary)}")
     chosen = summary[key]
-    base = load_prepared_model(inputs["base"])
-    g = load_gradiend(out_path(inputs["model"]) / "model", expected_digest=base.digest)
     rewritten = g.rewrite(base.model, lr=chosen["learning_rate"], feature_factor=chosen["feature_factor"])
     rewritten.save_pretrained(out / "model")
     base.tokenizer.save_pretrained(out / "model")

@@ -69,3 +69,12 @@ def test_every_section_round_trips_through_yaml(tmp_path):
     p = tmp_path / "e.yaml"
     p.write_text(yaml.safe_dump(dataclasses.asdict(cfg)))
     assert load_experiment(p) == cfg
+
+
+def test_person_number_example_trains_a_pair_of_five_classes():
+    cfg = load_experiment("examples/person_number.yaml")
+    from gradiend_core.data.corpus import class_map
+
+    assert list(class_map(cfg.data)) == ["1SG", "1PL", "2", "3SG", "3PL"] and cfg.pair() == ("1SG", "1PL")
+    with pytest.raises(ConfigError, match="train.pair: '3SF' is not a data class"):
+        load_experiment("examples/person_number.yaml", ["train.pair=[1SG, 3SF]"])
