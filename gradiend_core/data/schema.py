@@ -25,7 +25,8 @@ _TRAINING_COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("factual_class", pa.string(), "class of the masked words"),
     ("alternative_class", pa.string(), "class the alternative word is drawn from"),
     ("transition", pa.string(), "'<factual_class>-><alternative_class>'"),
-    ("label", pa.int8(), "+1 first configured class, -1 second, 0 any other (depends on factual_class only)"),
+    ("label", pa.int8(), "+1 first configured class, -1 second, 0 any other (factual_class only; a GRADIEND's "
+                          "labels come from its train.pair)"),
     ("split", pa.string(), "'train' | 'validation' | 'test'"),
     ("target_word", pa.string(), "lowercased `factual` (the vocabulary unit of held-out splits)"),
     ("n_masks", pa.int16(), "number of [MASK] spans in `masked` (>= 1)"),
