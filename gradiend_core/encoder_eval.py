@@ -45,10 +45,20 @@ def evaluation_rows(rows: pd.DataFrame, pair: tuple[str, str], source: str, incl
                      source_word=np.where(is_neutral, df["factual"], df[word]).astype(str)).reset_index(drop=True)
 
 
+NEUTRAL_GROUPS = {"neutral_dataset": "neutral (dataset)", "neutral_training_masked": "neutral (test sentences)"}
+
+
 def group_names(df: pd.DataFrame) -> list[str]:
-    """The plot group of each row: its class, or the neutral kind."""
-    names = {"neutral_dataset": "neutral (dataset)", "neutral_training_masked": "neutral (test sentences)"}
-    return [names.get(t, c) for t, c in zip(df["type"], df["source_class"])]
+    """The plot group of each row: its class ("<class> (other)" outside the pair), or the neutral kind."""
+    return [NEUTRAL_GROUPS.get(t, f"{c} (other)" if t == "other_class" else c)
+            for t, c in zip(df["type"], df["source_class"])]
+
+
+def group_order(df: pd.DataFrame) -> list[str]:
+    """Groups left to right: the pair's +1 class, its -1 class, the other classes, the neutral kinds."""
+    pair = df[df["type"] == "training"].sort_values("label", ascending=False, kind="stable")["group"]
+    other = df.loc[df["type"] == "other_class", "group"]
+    return list(dict.fromkeys([*pair, *sorted(set(other)), *NEUTRAL_GROUPS.values()]))
 
 
 def encoder_report(df: pd.DataFrame, split: str) -> dict:

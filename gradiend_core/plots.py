@@ -146,14 +146,16 @@ def _draw_groups(ax, df: pd.DataFrame, order: list[str], colors: dict) -> None:
     ax.axhline(0.0, color="grey", ls=":", lw=0.8)
 
 
-def encoder_distributions_figure(df: pd.DataFrame) -> Figure:
+def encoder_distributions_figure(df: pd.DataFrame, order: list[str] | None = None,
+                                 title: str = "Distribution of GRADIEND encoded values per group") -> Figure:
     if df is None or len(df) == 0:
         raise DataError("no encoded rows to plot; run the encoder evaluation first")
     missing = [c for c in ("encoded", "group") if c not in df.columns]
     if missing:
         raise DataError(f"encoder table lacks columns {missing}; it needs 'encoded' and 'group'")
     df = df.assign(group=df["group"].astype(str))
-    order = _group_order(list(df["group"]))
+    present = set(df["group"])
+    order = [g for g in order if g in present] if order else _group_order(list(df["group"]))
     palette = [f"C{i}" for i in range(10)]
     colors = {g: palette[i % 10] for i, g in enumerate(order)}
     splits = list(dict.fromkeys(df["split"].astype(str))) if "split" in df.columns else [None]
@@ -169,25 +171,29 @@ def encoder_distributions_figure(df: pd.DataFrame) -> Figure:
         Line2D([], [], color="tab:red", ls="--", label=f"class boundaries ±{BOUNDARY}"),
     ]
     axes[-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    fig.suptitle("Distribution of GRADIEND encoded values per group")
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
-def plot_encoder_distributions(df: pd.DataFrame, path: str | Path) -> Path:
-    """Violins + points of encoded values per group (facets per split), boundaries ±0.5 -> PNG."""
+def plot_encoder_distributions(df: pd.DataFrame, path: str | Path, order: list[str] | None = None,
+                               title: str = "Distribution of GRADIEND encoded values per group") -> Path:
+    """Violins + points of encoded values per group (facets per split; `order`: the groups, left to
+    right), boundaries ±0.5 -> PNG."""
     with _PLOT_LOCK:
-        return save_figure(encoder_distributions_figure(df), path)
+        return save_figure(encoder_distributions_figure(df, order, title), path)
 
 
-def target_words_figure(df: pd.DataFrame, title: str = "Encoded value per target word") -> Figure:
+def target_words_figure(df: pd.DataFrame, title: str = "Encoded value per target word",
+                        classes: list[str] | None = None) -> Figure:
     """Points + mean per (class, target word) of the encoded token, coloured by class, classes in the
-    order they first appear; boundaries at +-0.5. df: encoded, source_class, source_word."""
+    given order (else as they first appear); boundaries at +-0.5. df: encoded, source_class, source_word."""
     missing = [c for c in ("encoded", "source_class", "source_word") if c not in df.columns]
     if df is None or len(df) == 0 or missing:
         raise DataError(f"no rows with encoded, source_class and source_word to plot (missing {missing})")
     d = df.assign(word=df["source_word"].str.lower(), source_class=df["source_class"].astype(str))
-    classes = list(dict.fromkeys(d["source_class"]))
+    present = list(dict.fromkeys(d["source_class"]))
+    classes = [c for c in classes if c in present] + [c for c in present if c not in classes] if classes else present
     keys = [(c, w) for c in classes for w in sorted(set(d.loc[d["source_class"] == c, "word"]))]
     fig = Figure(figsize=(max(6.0, 0.55 * len(keys) + 2), 4.8))
     ax = fig.subplots()
@@ -209,10 +215,11 @@ def target_words_figure(df: pd.DataFrame, title: str = "Encoded value per target
     return fig
 
 
-def plot_target_words(df: pd.DataFrame, path: str | Path, title: str = "Encoded value per target word") -> Path:
+def plot_target_words(df: pd.DataFrame, path: str | Path, title: str = "Encoded value per target word",
+                      classes: list[str] | None = None) -> Path:
     """Encoded values per (class, target word) -> PNG."""
     with _PLOT_LOCK:
-        return save_figure(target_words_figure(df, title), path)
+        return save_figure(target_words_figure(df, title, classes), path)
 
 
 # ----------------------------------------------------------------------------- probability shifts

@@ -17,13 +17,20 @@ def draw(m: dict, dest: Path) -> dict:
 
     from ..plots import plot_encoder_distributions, plot_target_words
 
+    from ..encoder_eval import group_names, group_order
+
     df = pd.read_parquet(out(m) / "encoded.parquet")
-    split = info(m).get("split", "test")
+    df["group"] = group_names(df)  # the plots' names, from the stored types and classes
+    split, order = info(m).get("split", "test"), group_order(df)
     at = df[(df["split"] == split) | df["type"].str.startswith("neutral")]
-    plot_encoder_distributions(at.drop(columns="split"), dest / PLOT)
-    plot_encoder_distributions(df[df["type"] == "training"], dest / SPLITS_PLOT)
+    plot_encoder_distributions(at.drop(columns="split"), dest / PLOT, order,
+                               f"Encoded values on the {split} split: the pair, other classes, neutral rows")
+    plot_encoder_distributions(df[df["type"] == "training"], dest / SPLITS_PLOT, order,
+                               "Encoded values of the pair's rows per split")
     words = df[df["type"].isin(("training", "other_class"))]
-    plot_target_words(words, dest / WORDS_PLOT, f"Encoded value per target word (all splits, {len(words)} rows)")
+    classes = [g.removesuffix(" (other)") for g in order]
+    plot_target_words(words, dest / WORDS_PLOT, f"Encoded value per target word (all splits, {len(words)} rows)",
+                      classes)
     return {"plots": [PLOT, SPLITS_PLOT, WORDS_PLOT]}
 
 
