@@ -56,10 +56,12 @@ def artifacts(m: dict, report: dict | None, exp: str) -> list[dict]:
     labels = list((mt.get("mean_by_class") or {}))
     per_label = [{"label": lab, **{s: mt.get(f"{s}_by_class", {}).get(lab) for s in
                                    ("n", "mean", "std", "min", "q1", "q3", "max")}} for lab in labels]
+    groups = [{"group": g, "mean": v} for g, v in (mt.get("mean_by_class_name") or {}).items()]
     md = (header(m, "Encoder evaluation")
           + f"\ncorrelation (label vs encoded, {info(m).get('split', '?')} split): **{fmt(mt['correlation'])}** "
             f"over {mt.get('n')} rows\n\n" + md_table(subsets) + "\n\n**Encoded value per label**\n\n"
-          + md_table(per_label) + _wider(mt)
+          + md_table(per_label)
+          + ("\n\n**Mean encoded value per group**\n\n" + md_table(groups) if groups else "") + _wider(mt)
           + "\n\n" + md_image(report_file(report, PLOT), "encoder distributions")
           + "\n\n" + md_image(report_file(report, SPLITS_PLOT), "encodings per split")
           + "\n\n" + md_image(report_file(report, WORDS_PLOT), "encodings per target word"))

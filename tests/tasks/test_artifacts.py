@@ -158,7 +158,10 @@ def build_store(root) -> dict[str, dict]:
     metrics = encoder_metrics(enc, labels, types=types, classes=groups)
 
     def evaluate(d):
-        df = pd.DataFrame({"encoded": enc, "label": labels, "type": types, "group": groups, "split": "test"})
+        words = ["he", "she", "it"] * 2 + ["they"] * 6 + ["sun", "cat", "rain"]
+        df = pd.DataFrame({"encoded": enc, "label": labels, "type": types, "group": groups, "split": "test",
+                           "source_class": [g if "neutral" not in g else "neutral" for g in groups],
+                           "source_word": words})
         df.to_parquet(d / "encoded.parquet", index=False)
         atomic_write_json(d / "metrics.json", metrics)
 
@@ -296,7 +299,7 @@ def test_small_png_is_inlined_unchanged_and_large_png_is_shrunk(tmp_path):
 
 
 def test_every_stage_plot_is_inlined_under_the_limit(contents):
-    expect_images = {"train-seed-0": 1, "select-seed": 1, "evaluate-encoder": 1, "decoder-grid": 2}
+    expect_images = {"train-seed-0": 1, "select-seed": 1, "evaluate-encoder": 3, "decoder-grid": 2}
     for sid, n in expect_images.items():
         md = contents[sid][0]["content"]
         uris = URI_RE.findall(md)
