@@ -104,9 +104,10 @@ def draw(group: list[StagePlan], cfg: ExperimentConfig, store: str, futures: dic
 
 
 def stale(store: str, stage: str, key: str) -> bool:
-    """The output is not (or no longer) in the store as published: a Prefect record of it must not be used.
-    Reads only (Store.status: manifests, sizes and changed files' digests; a URL store's listing)."""
-    return open_store(store).status(stage, key) != "cached"
+    """The output is not in the store as this host last verified it (missing, damaged, rewritten, or a URL
+    store's output this host never fetched): a Prefect record of it must not be used, the task runs and
+    reuses, fetches or rebuilds it. Reads only (Store.verified)."""
+    return not open_store(store).verified(stage, key)
 
 
 def in_parts(s: StagePlan, cfg: ExperimentConfig, store: str, inputs: dict) -> PrefectFuture:

@@ -98,6 +98,14 @@ class Store(abc.ABC):
         Same guarantee as status: reads only, never downloads, never writes."""
 
     @abc.abstractmethod
+    def verified(self, stage: str, key: str) -> bool:
+        """True when the output is published, its files are unchanged since this host last verified them
+        (a local store: status is 'cached'; a URL store: also every file's listing entry equals the one
+        this host downloaded and hash-checked), so using it needs no download and no re-check.
+
+        Reads only, like status. False for a URL store's output this host never fetched."""
+
+    @abc.abstractmethod
     def problems(self, stage: str, key: str, deep: bool = False) -> list[str]:
         """What is wrong with the output for this host ([] = valid), one line per problem.
 

@@ -91,6 +91,9 @@ class LocalStore(Store):
             return "missing"
         return "broken" if self._file_problems(stage, key, m, deep=False) else "cached"
 
+    def verified(self, stage: str, key: str) -> bool:
+        return self.status(stage, key) == "cached"  # its files are here: what status checks is all there is
+
     def fingerprint(self, stage: str, key: str) -> str | None:
         m = self.manifest(stage, key)
         if m is None or self._file_problems(stage, key, m, deep=False):

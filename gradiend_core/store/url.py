@@ -162,6 +162,18 @@ class UrlStore(Store):
             return None
         return fingerprint_of(m, {rel: _token(listing[rel]) for rel in m["files"]})
 
+    def verified(self, stage: str, key: str) -> bool:
+        m = self.manifest(stage, key)
+        if m is None:
+            return False
+        listing = self._listing(self._rpath(stage, key))
+        if self._listing_problems(stage, key, m, listing):
+            return False
+        state, local = _read_state(self._state_path(stage, key)), self.path(stage, key)
+        return all(state.get(rel, {}).get("token") == _token(listing[rel])
+                   and state[rel].get("sha256") == meta["sha256"] and _unchanged(local / rel, state[rel])
+                   for rel, meta in m["files"].items())
+
     def problems(self, stage: str, key: str, deep: bool = False) -> list[str]:
         m = self.manifest(stage, key)
         if m is None:

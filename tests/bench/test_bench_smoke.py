@@ -20,7 +20,7 @@ SCRIPTS = {
     "cache-reuse": ["bench/cache_reuse.py"],
     "scaling": ["bench/scaling.py"],
 }
-TIMEOUT = 240
+TIMEOUT = 420  # the four run side by side on two cores (~140 s alone on a quiet machine)
 
 
 @pytest.fixture(scope="module")

@@ -146,3 +146,17 @@ def test_lock_is_exclusive_per_key(store):
 def test_check_writable(store, tmp_path):
     store.check_writable()
     assert os.access(store.root, os.W_OK)
+
+
+def test_verified_reads_only_and_sees_same_size_rewrites(store, tmp_path):
+    key = run_stage(store, "demo", "1", {}, {}, build)["key"]  # built (and so verified) on this host
+    before = snapshot(tmp_path)
+    assert store.verified("demo", key) and not store.verified("demo", "0" * 20)
+    assert snapshot(tmp_path) == before  # no download, no write
+    f = stored(store, "demo", key) / "g.bin"
+    os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))
+    f.write_bytes(bytes(reversed(range(256))))  # same size, other bytes, a new mtime
+    assert not store.verified("demo", key)
+    if isinstance(store, UrlStore):  # another host that never fetched the output has not verified it
+        other = open_store(store.location, cache=tmp_path / "other-cache")
+        assert not other.verified("demo", key) and not (tmp_path / "other-cache").exists()
