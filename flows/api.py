@@ -71,22 +71,14 @@ def _check_inputs(cfg: ExperimentConfig, store: Store, steps) -> None:
     from gradiend_core.lm import load_base_model
     from gradiend_core.param_map import select_parameters
     from gradiend_core import extraction
-    from gradiend_core.data.corpus import class_map, corpus_texts, neutral_texts
+    from gradiend_core.data.corpus import class_map
 
     base = load_base_model(cfg.model.name_or_path, allow_missing_head=cfg.model.fit_head != "never",
                            objective=cfg.model.objective)
     classes = class_map(cfg.data)
     for word in sorted({w for ws in classes.values() for w in ws}):
         base.objective.target_token_ids(base.tokenizer, word)
-    data = steps["create-data"]
-    m = store.manifest(data.stage, data.key) if store.status(data.stage, data.key) == "cached" else None
-    if m is not None:
-        n_rows = int(m["info"]["summary"]["n_rows"])
-    else:
-        from gradiend_core.data.creation import create_training_data
-
-        n_rows = len(create_training_data(corpus_texts(cfg.data), cfg.data.resolved()))
-        neutral_texts(cfg.data)  # readable (UTF-8, exists)
+    n_rows = _check_data(cfg, store, steps["create-data"])
     x = cfg.extract
     n_rows += (x.max_neutral_rows or cfg.data.neutral_max or 0) + (x.max_training_masked_rows or 0)
     body = base.objective.backbone(base.model)
@@ -96,6 +88,29 @@ def _check_inputs(cfg: ExperimentConfig, store: Store, steps) -> None:
 
         dim = resolve_k(cfg.pre_prune.topk, dim)
     extraction.check_disk(store.root, n_rows, dim, x.dtype)
+
+
+def _check_data(cfg: ExperimentConfig, store: Store, data) -> int:
+    """create-data's rows (a dry run unless cached): their count; the split evaluate-encoder reads must
+    hold rows of the two labelled classes."""
+    from gradiend_core.errors import ConfigError
+
+    m = store.manifest(data.stage, data.key) if store.status(data.stage, data.key) == "cached" else None
+    if m is not None:
+        summary = m["info"]["summary"]
+    else:
+        from gradiend_core.data.corpus import neutral_texts, training_data
+        from gradiend_core.data.creation import summarize
+
+        summary = summarize(training_data(cfg.data))
+        neutral_texts(cfg.data)  # readable (UTF-8, exists)
+    split = cfg.evaluate_encoder.split
+    for cls in list(cfg.data.resolved().labels())[:2]:
+        if not summary["class_splits"].get(cls, {}).get(split):
+            raise ConfigError(f"evaluate_encoder.split '{split}' has no row of class '{cls}' (rows per split: "
+                              f"{summary['class_splits'].get(cls, {})}); choose another split or give it rows "
+                              f"(data.{split}_ratio, or the table's split column)")
+    return int(summary["n_rows"])
 
 
 @dataclass

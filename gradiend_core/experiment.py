@@ -51,18 +51,47 @@ class ModelSection:
 
 @dataclass
 class DataSection(DataConfig):
-    """create-data: where the texts come from (a builtin or the user's files), then DataConfig's
-    classes, caps, balance and splits."""
-    classes: dict[str, list[str]] | None = None   # default: the builtin's classes (first class = label +1)
-    builtin: str | None = "pronoun_number"       # pronoun_number | gender | null (then `corpus`)
-    corpus: str | None = None                     # .txt/.csv/.parquet/.jsonl file, or a local HF dataset dir
+    """create-data: where the texts come from (a builtin, the user's corpus or labelled table), then
+    DataConfig's classes, caps, balance, splits and preprocessing."""
+    # default: the builtin's classes (first class = label +1); with a table: the table's, in order of
+    # appearance; a class given with [] takes its words from the table
+    classes: dict[str, list[str]] | None = None
+    builtin: str | None = "pronoun_number"       # pronoun_number | gender | null (then `corpus` or `table`)
+    corpus: str | None = None                     # .txt/.csv/.parquet/.jsonl file, a folder of .txt files,
+                                                  # or a local HF dataset dir
     text_column: str = "text"
     neutral_corpus: str | None = None             # default: the builtin's neutral texts, else `corpus`
+    table: str | None = None                      # labelled masked sentences (data/tables.py): replaces
+                                                  # builtin and corpus; needs neutral_corpus
+    table_columns: dict[str, str] | None = None   # role -> column name, e.g. {masked: sentence}
 
     def validate(self) -> "DataSection":
+        if self.table is not None:
+            return self._validate_table()
         if self.builtin is None and self.corpus is None:
-            raise ConfigError("data: set `builtin` (pronoun_number, gender) or `corpus` (a text file)")
+            raise ConfigError("data: set `builtin` (pronoun_number, gender), `corpus` (a text file or folder) "
+                              "or `table` (labelled masked sentences)")
+        if self.table_columns is not None:
+            raise ConfigError("data.table_columns is only read with data.table; remove it or set data.table")
         DataConfig.validate(self.resolved())
+        return self
+
+    def _validate_table(self) -> "DataSection":
+        """The settings only: the table itself is read and checked by the create-data config slice
+        (its path is resolved after validation)."""
+        from .data.corpus import TABLE_NEEDS_NEUTRAL
+        from .data.tables import check_column_map
+
+        if self.corpus is not None:
+            raise ConfigError("data: set `table` (labelled masked sentences) or `corpus` (texts to search), "
+                              "not both")
+        if self.neutral_corpus is None:
+            raise ConfigError(TABLE_NEEDS_NEUTRAL)
+        check_column_map(self.table_columns)
+        if self.classes is not None and len(self.classes) < 2:
+            raise ConfigError(f"need at least 2 classes to draw alternatives, got {len(self.classes)}; "
+                              f"list both classes in data.classes (or leave it null: the table's)")
+        DataConfig.validate_settings(self)
         return self
 
     def resolved(self) -> "DataSection":
@@ -280,7 +309,7 @@ def load_experiment(path: str | Path | None = None, overrides: list[str] | None 
 
 def _resolve_paths(cfg: ExperimentConfig, base: Path) -> None:
     """Relative file paths in the experiment are relative to the experiment file."""
-    for section, attr in (("data", "corpus"), ("data", "neutral_corpus"), ("model", "name_or_path")):
+    for section, attr in (("data", "corpus"), ("data", "neutral_corpus"), ("data", "table"), ("model", "name_or_path")):
         obj = getattr(cfg, section)
         value = getattr(obj, attr)
         if value and (value.startswith(("./", "../")) or (base / value).exists()):

@@ -29,7 +29,34 @@ def env(tmp_path_factory):
     (d / "few.txt").write_text("he sat .\nthey sat .\n")
     (d / "config.yaml").write_text(yaml.safe_dump(tiny_experiment(d / "model")))
     (d / "file-not-dir").write_text("x")
+    write_tables(d)
     return d
+
+
+def write_tables(d: Path) -> None:
+    """Labelled tables (data.table): a good one and variants broken in one way each."""
+    import pandas as pd
+
+    rows = [{"masked": f"{m} number {i} .", "factual": w, "factual_class": c,
+             "split": "train" if i < 8 else ("val" if i == 8 else "test")}
+            for i in range(10) for m, w, c in (("[MASK] walked to the shop", "he", "3SG"),
+                                               ("then [MASK] sat down", "they", "3PL"))]
+    good = pd.DataFrame(rows)
+    good.to_csv(d / "table.csv", index=False)
+    good.drop(columns="factual_class").to_csv(d / "table-no-class.csv", index=False)
+    good.assign(masked=good.masked.str.replace("[MASK]", "he", regex=False)).to_csv(d / "table-no-mask.csv",
+                                                                                  index=False)
+    good.assign(masked=good.masked + " [MASK]").to_parquet(d / "table-two-masks.parquet", index=False)
+    good.assign(factual_class=good.factual_class.replace({"3PL": "2SG"})).to_json(
+        d / "table-2sg.jsonl", orient="records", lines=True)
+    good.assign(split=good.split.replace({"test": "train"})).to_csv(d / "table-no-test.csv", index=False)
+    (d / "table.xlsx").write_bytes(b"PK\x03\x04")
+    (d / "table-bad.parquet").write_text("masked,factual\n")
+    (d / "neutral.txt").write_text("the sun was warm .\nthe road was long .\n")
+
+
+def table(name: str, *extra: str) -> list[str]:
+    return ["data.builtin=null", f"data.table={{env}}/{name}", "data.neutral_corpus={env}/neutral.txt", *extra]
 
 
 def yaml_file(env: Path, name: str, text: str | bytes) -> str:
@@ -90,6 +117,25 @@ CASES = {
     "unknown-builtin": (None, ["data.builtin=pronoun_numbr"], "did you mean 'pronoun_number'"),
     "word-in-two-classes": (None, ["data.classes={a: [he, they], b: [they]}"], "is in classes 'a' and 'b'"),
     "single-class": (None, ["data.classes={a: [he]}"], "need at least 2 classes"),
+    "eval-split-empty": (None, ["data.train_ratio=0.9", "data.test_ratio=0"],
+                         "evaluate_encoder.split 'test' has no row of class '3SG'"),
+    "preprocess-window-zero": (None, ["data.preprocess.sentences=0"], "data.preprocess.sentences must be"),
+    "documents-folder-empty": (None, corpus(Path("{env}"), "empty-dir"), "holds no .txt file (it is empty)"),
+    # labelled tables
+    "table-missing": (None, table("nope.csv"), "not found"),
+    "table-column-missing": (None, table("table-no-class.csv"), "no factual_class column (looked for "
+                             "'factual_class' or 'label_class'; columns found: masked, factual, split)"),
+    "table-column-map-missing": (None, table("table.csv", "data.table_columns={masked: sentence}"),
+                                 "has no column 'sentence' (data.table_columns.masked); columns found: masked"),
+    "table-without-mask": (None, table("table-no-mask.csv"), "row 1: the masked text holds 0 [MASK] placeholders"),
+    "table-two-masks": (None, table("table-two-masks.parquet"), "holds 2 [MASK] placeholders, needs exactly one"),
+    "table-unknown-class": (None, table("table-2sg.jsonl", "data.classes={3SG: [he], 3PL: [they]}"),
+                            "has class '2SG' (column 'factual_class') that data.classes does not list"),
+    "table-empty-split": (None, table("table-no-test.csv"), "class '3SG' has no 'test' row in data.table"),
+    "table-unknown-extension": (None, table("table.xlsx"), "unknown table format '.xlsx'"),
+    "table-unreadable": (None, table("table-bad.parquet"), "cannot read parquet file"),
+    "table-without-neutral": (None, ["data.builtin=null", "data.table={env}/table.csv"], "set data.neutral_corpus"),
+    "table-and-corpus": (None, table("table.csv", "data.corpus={env}/few.txt"), "not both"),
     # store
     "store-not-creatable": ("store:{env}/file-not-dir/store", [], "is not writable"),
 }

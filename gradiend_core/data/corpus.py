@@ -1,4 +1,5 @@
-"""Where a data section's texts and classes come from: a built-in data set or the user's files.
+"""Where a data section's texts and classes come from: a built-in data set, the user's corpus (texts to
+search for target words) or the user's labelled table (masked sentences, `tables.py`).
 
 Stage keys hold a corpus's content digest, never its path (a changed file must change keys, a moved
 one must not).
@@ -25,7 +26,8 @@ def file_digest(path: str | None) -> str | None:
             h.update(f.relative_to(p).as_posix().encode())
             h.update(known_sha256(f).encode())
         return h.hexdigest()
-    raise ConfigError(f"file '{path}' not found; fix the path in the experiment (data.corpus / neutral_corpus)")
+    raise ConfigError(f"file '{path}' not found; fix the path in the experiment (data.corpus / table / "
+                      f"neutral_corpus)")
 
 
 def builtin_dataset(name: str) -> dict:
@@ -40,14 +42,41 @@ def builtin_dataset(name: str) -> dict:
 
 
 def corpus_identity(data) -> dict:
-    """What determines the base texts: the builtin's name or the corpus files' content digests."""
-    return {"builtin": data.builtin, "corpus": file_digest(data.corpus), "text_column": data.text_column,
-            "neutral_corpus": file_digest(data.neutral_corpus)}
+    """What determines the base texts: the builtin's name or the corpus files' content digests (a table's
+    only when one is set, so that the keys of corpus and builtin runs stay what they were)."""
+    out = {"builtin": data.builtin, "corpus": file_digest(data.corpus), "text_column": data.text_column,
+           "neutral_corpus": file_digest(data.neutral_corpus)}
+    if getattr(data, "table", None) is not None:
+        out.update(table=file_digest(data.table), table_columns=data.table_columns)
+    return out
+
+
+def labelled_table(data):
+    """The checked rows of data.table (`tables.LabelledTable`)."""
+    from .tables import load_table
+
+    return load_table(data.table, file_digest(data.table), data.table_columns)
+
+
+def training_data(data):
+    """The training rows of a data section: from its labelled table, or its corpus / builtin texts."""
+    if getattr(data, "table", None) is not None:
+        from .labelled import create_table_data
+
+        return create_table_data(labelled_table(data), data.resolved())
+    from .creation import create_training_data
+
+    return create_training_data(corpus_texts(data), data.resolved())
 
 
 def corpus_texts(data) -> list[str]:
+    """The base texts (a table's: its masked sentences with the factual word filled in)."""
     from .sources import load_texts
 
+    if getattr(data, "table", None) is not None:
+        from .schema import MASK
+
+        return [r.masked.replace(MASK, r.factual) for r in labelled_table(data).rows]
     if data.corpus is not None:
         return load_texts(data.corpus, text_column=data.text_column)
     return list(builtin_dataset(data.builtin)["texts"]())
@@ -58,12 +87,23 @@ def neutral_texts(data) -> list[str]:
 
     if data.neutral_corpus is not None:
         return load_texts(data.neutral_corpus, text_column=data.text_column)
+    if getattr(data, "table", None) is not None:
+        raise ConfigError(TABLE_NEEDS_NEUTRAL)
     if data.builtin is not None and data.corpus is None:
         return list(builtin_dataset(data.builtin)["neutral_texts"]())
     return corpus_texts(data)
 
 
+TABLE_NEEDS_NEUTRAL = ("data.table holds masked sentences, no neutral ones: set data.neutral_corpus (a .txt file "
+                       "with one text per line, a table with a text column, or a folder of .txt files)")
+
+
 def class_map(data) -> dict[str, list[str]]:
+    """Ordered class -> target words: data.classes, else the builtin's; with a table, also its words."""
+    if getattr(data, "table", None) is not None:
+        from .tables import table_class_map
+
+        return table_class_map(labelled_table(data), data.classes)
     if data.classes is not None:
         return {k: list(v) for k, v in data.classes.items()}
     if data.builtin is None:

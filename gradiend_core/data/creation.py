@@ -1,6 +1,7 @@
 """Create GRADIEND training data: match target words, mask them, pair with alternatives, split.
 
-Pipeline (`create_training_data`): texts -> sentences (one per non-empty line, exact duplicates dropped)
+Pipeline (`create_training_data`): texts -> sentences (`documents.segments` under `preprocess`; by default one
+per non-empty line, exact duplicates dropped)
 -> per class, every whole-word, case-insensitive match of the class's target words (after the left-context
 filter) is replaced by the literal "[MASK]" -> seeded shuffle, cap and balance per class -> per-class
 splits (random rows or held-out vocabulary) -> one row per other class with an alternative word drawn,
@@ -38,6 +39,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from gradiend_core.data import schema
+from gradiend_core.data.documents import PreprocessConfig, segments
 from gradiend_core.errors import ConfigError, DataError
 from gradiend_core.io import atomic_write_bytes, atomic_write_json, sha256_bytes
 
@@ -70,10 +72,16 @@ class DataConfig:
     seed: int = 42
     neutral_max: int | None = 60     # neutral sentences kept (reference: all)
     neutral_exclude: list[str] = field(default_factory=list)
+    # how texts become sentences (default: one per line, duplicates dropped)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
 
     def validate(self) -> "DataConfig":
         """Raise ConfigError on the first invalid field; return self."""
         self.class_map()
+        return self.validate_settings()
+
+    def validate_settings(self) -> "DataConfig":
+        """Every check but the classes' (a labelled table supplies their words later); return self."""
         _check_int("min_left_context_words", self.min_left_context_words, lo=0)
         if self.max_per_class is not None:
             _check_int("max_per_class", self.max_per_class, lo=1)
@@ -90,6 +98,9 @@ class DataConfig:
         if isinstance(self.neutral_exclude, str) or not all(
                 isinstance(w, str) and w.strip() for w in self.neutral_exclude):
             raise ConfigError("neutral_exclude must be a list of non-empty words, e.g. ['him', 'her']")
+        if not isinstance(self.preprocess, PreprocessConfig):
+            raise ConfigError(f"preprocess must be a mapping of settings, got {self.preprocess!r}")
+        self.preprocess.validate()
         return self
 
     def _validate_ratios(self) -> None:
@@ -224,15 +235,7 @@ def recase(word: str, like: str) -> str:
 
 def split_sentences(texts: Iterable[str]) -> list[str]:
     """One sentence per non-empty stripped line of every text; exact duplicates dropped (first kept)."""
-    seen: dict[str, None] = {}
-    for text in texts:
-        if not isinstance(text, str):
-            raise DataError(f"texts must be strings, got {type(text).__name__}; load them with load_texts()")
-        for line in text.split("\n"):
-            line = line.strip()
-            if line:
-                seen.setdefault(line, None)
-    return list(seen)
+    return segments(texts)
 
 
 @dataclass(frozen=True)
@@ -347,9 +350,10 @@ def create_training_data(texts: Iterable[str], cfg: DataConfig) -> pd.DataFrame:
     """The training table (columns/dtypes of `schema.TRAINING_SCHEMA`) for `texts` under `cfg`."""
     cfg.validate()
     classes = cfg.class_map()
-    sentences = split_sentences(texts)
+    sentences = segments(texts, cfg.preprocess)
     if not sentences:
-        raise DataError("the corpus is empty (no non-blank line); give texts with at least one sentence")
+        what = "no non-blank line" if cfg.preprocess.is_default() else "no sentence passes data.preprocess"
+        raise DataError(f"the corpus is empty ({what}); give texts with at least one sentence")
     matches = match_classes(sentences, classes, cfg.min_left_context_words)
     for c, ms in matches.items():
         if not ms:
@@ -397,8 +401,9 @@ def _rows(splits: dict[str, dict[str, list[_Match]]], labels: Mapping[str, int],
 
 # --------------------------------------------------------------------------------------------- neutral
 def create_neutral_data(texts: Iterable[str], exclude_words: Iterable[str], max_rows: int | None = None,
-                        seed: int = 42) -> pd.DataFrame:
-    """Sentences holding none of `exclude_words` (whole-word, case-insensitive), deduplicated.
+                        seed: int = 42, preprocess: PreprocessConfig | None = None) -> pd.DataFrame:
+    """Sentences (`documents.segments` under `preprocess`) holding none of `exclude_words` (whole-word,
+    case-insensitive).
 
     With `max_rows`, a seeded random sample of that size, kept in corpus order. Columns: row_id, text.
     """
@@ -406,7 +411,7 @@ def create_neutral_data(texts: Iterable[str], exclude_words: Iterable[str], max_
         _check_int("max_rows", max_rows, lo=0)
     words = [w for w in exclude_words if isinstance(w, str) and w.strip()]
     pattern = word_pattern(words) if words else None
-    keep = [s for s in split_sentences(texts) if pattern is None or not pattern.search(s)]
+    keep = [s for s in segments(texts, preprocess) if pattern is None or not pattern.search(s)]
     if max_rows is not None and len(keep) > max_rows:
         idx = sorted(random.Random(seed).sample(range(len(keep)), max_rows))
         keep = [keep[i] for i in idx]
@@ -425,7 +430,7 @@ def create_dataset(texts: Iterable[str], cfg: DataConfig) -> tuple[pd.DataFrame,
     """(training_df, neutral_df) for one corpus: neutral excludes all class words + cfg.neutral_exclude."""
     texts = list(texts)
     training = create_training_data(texts, cfg)
-    neutral = create_neutral_data(texts, neutral_exclude_words(cfg), cfg.neutral_max, cfg.seed)
+    neutral = create_neutral_data(texts, neutral_exclude_words(cfg), cfg.neutral_max, cfg.seed, cfg.preprocess)
     return training, neutral
 
 

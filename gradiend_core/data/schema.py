@@ -1,4 +1,5 @@
-"""The documented parquet schema of a created data set (training.parquet, neutral.parquet).
+"""The documented parquet schema of a created data set (training.parquet, neutral.parquet), and the
+columns a user's labelled table (data.table) is read from.
 
 Column order and dtypes are fixed: writers cast to these schemas, readers check against them.
 `SCHEMA_MARKDOWN` is the human description (rendered into docs and `describe_schema()`).
@@ -36,6 +37,21 @@ _NEUTRAL_COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("text", pa.string(), "a sentence containing none of the excluded words (whole-word match)"),
 ]
 
+# A labelled input table (data.table, read by tables.py): (role, column names read for it, first found wins
+# (ours, then the reference's unified/merged names), required, meaning). data.table_columns maps a role
+# to any other column.
+TABLE_INPUT_COLUMNS: list[tuple[str, tuple[str, ...], bool, str]] = [
+    ("masked", ("masked",), True, f"the sentence with exactly one {MASK} where the factual word was"),
+    ("factual", ("factual", "label"), True, f"the word at the {MASK}, as written in the sentence"),
+    ("factual_class", ("factual_class", "label_class"), True, "its class (one of data.classes, if given)"),
+    ("alternative", ("alternative",), False, "a word of the alternative class, re-cased like `factual`; "
+                                             "missing: drawn (seeded) from that class's factual words"),
+    ("alternative_class", ("alternative_class",), False, "the alternative's class; missing: one row per "
+                                                         "other class (with only `alternative`: the other of two)"),
+    ("split", ("split",), False, "train, validation or test (val, valid = validation); missing: data's ratios "
+                                 "split each class"),
+]
+
 TRAINING_SCHEMA = pa.schema([pa.field(n, t, nullable=False) for n, t, _ in _TRAINING_COLUMNS])
 NEUTRAL_SCHEMA = pa.schema([pa.field(n, t, nullable=False) for n, t, _ in _NEUTRAL_COLUMNS])
 TRAINING_COLUMNS: list[str] = TRAINING_SCHEMA.names
@@ -47,6 +63,13 @@ INT_DTYPES = {"row_id": "int64", "label": "int8", "n_masks": "int16"}
 def _table(rows: list[tuple[str, pa.DataType, str]]) -> str:
     lines = ["| column | type | meaning |", "|---|---|---|"]
     lines += [f"| `{n}` | {t} | {d} |" for n, t, d in rows]
+    return "\n".join(lines)
+
+
+def _input_table() -> str:
+    lines = ["| role | read from (first found) | required | meaning |", "|---|---|---|---|"]
+    lines += [f"| {role} | {', '.join(f'`{n}`' for n in names)} | {'yes' if req else 'no'} | {meaning} |"
+              for role, names, req, meaning in TABLE_INPUT_COLUMNS]
     return "\n".join(lines)
 
 
@@ -65,6 +88,24 @@ yields rows for each class (the other class's words stay visible). All columns a
 
 `summary.json`: row counts per class, split, class x split, target word, transition, plus the neutral
 count and the sha256 of both parquet files. Files are byte-identical for the same inputs and seed.
+
+## Labelled input tables (`data.table`)
+
+A .parquet, .csv or .jsonl file, or a `datasets` `save_to_disk` folder (a DatasetDict's parts are
+concatenated; named train/validation/test they give the split), with one row per masked sentence. Other
+columns (e.g. the reference's `transition`, `feature_class_id`, `text`) are ignored; `data.table_columns`
+maps a role to another column, e.g. `{{masked: sentence}}`.
+
+{_input_table()}
+
+Rows with the same masked text, factual word, class and split are one sentence (exact duplicates are
+dropped); `max_per_class` and `balance` count sentences, as for a corpus. The classes are `data.classes`
+(its order; a class given with `[]` takes its words from the table; configured words come first), else the
+table's in order of first appearance; the first class is label +1. A class's words are its factual words
+plus the alternatives given for it. With a split column, the table's splits are kept and every split with a
+ratio > 0 must hold rows of every class. The table has no neutral sentences: `data.neutral_corpus` is
+required. The output is the training.parquet above (`text` = `masked` with the factual word filled in,
+`n_masks` = 1).
 """
 
 

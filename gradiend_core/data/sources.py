@@ -5,6 +5,10 @@ Every source ends up as a flat `list[str]`: values stripped, empty values droppe
 Files are decoded as strict UTF-8 (a leading BOM is ignored) so a bad byte is reported with its offset
 instead of being silently replaced.
 
+A directory is a Hugging Face `save_to_disk` dataset when it holds one's metadata files, else a folder of
+documents: every `.txt` file below it (sorted by path) is one text.
+`read_frame` reads a whole table (labelled data: `tables.py`).
+
 Deviation from the reference: Hugging Face datasets are only read when they are already on this machine
 (a `save_to_disk` directory or the local cache, with HF offline mode forced); nothing is ever downloaded,
 and there is no streaming "first N texts" mode: `max_texts` is always a seeded random sample.
@@ -22,6 +26,8 @@ from typing import Any
 from gradiend_core.errors import DataError
 
 FILE_SUFFIXES = (".txt", ".csv", ".parquet", ".jsonl")
+TABLE_SUFFIXES = (".csv", ".parquet", ".jsonl")
+HF_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")  # written by `save_to_disk`
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -30,8 +36,8 @@ def load_texts(source: Any, text_column: str = "text", max_texts: int | None = N
     """Return the non-empty, stripped texts of `source`, shuffled with `seed`, at most `max_texts`.
 
     `source`: list/tuple of str, a pandas DataFrame, a path to a .txt (one text per line), .csv,
-    .parquet or .jsonl file, a `datasets.save_to_disk` directory, or a Hugging Face dataset id that is
-    available offline.
+    .parquet or .jsonl file, a folder of .txt files (one text each), a `datasets.save_to_disk`
+    directory, or a Hugging Face dataset id that is available offline.
     """
     if max_texts is not None and (not isinstance(max_texts, int) or max_texts < 1):
         raise DataError(f"max_texts must be a positive integer or None, got {max_texts!r}")
@@ -57,8 +63,10 @@ def _read_source(source: Any, text_column: str) -> tuple[list[Any], str]:
 def _read_path_or_hub(source: str | os.PathLike, text_column: str) -> tuple[list[Any], str]:
     path = Path(source).expanduser()
     suffix = path.suffix.lower()
-    if path.is_dir():
+    if path.is_dir() and is_hf_dir(path):
         return _read_hf(str(path), text_column, from_disk=True), str(path)
+    if path.is_dir():
+        return read_documents(path), str(path)
     if suffix in FILE_SUFFIXES or path.exists():
         if not path.is_file():
             raise DataError(f"text file not found: {path}; check the path (relative paths are "
@@ -83,6 +91,99 @@ def _read_file(path: Path, suffix: str, text_column: str) -> list[Any]:
     if suffix == ".jsonl":
         return _read_jsonl(path, text, text_column)
     return text.split("\n")  # .txt or any other existing file: one text per line
+
+
+def is_hf_dir(path: Path) -> bool:
+    return any((path / m).is_file() for m in HF_MARKERS)
+
+
+def read_documents(folder: Path) -> list[str]:
+    """Every .txt file below `folder` (sorted by relative path) as one text."""
+    files = sorted((f for f in folder.rglob("*") if f.is_file() and f.suffix.lower() == ".txt"),
+                   key=lambda f: f.relative_to(folder).as_posix())
+    if not files:
+        found = sorted(f.name for f in folder.iterdir())[:5]
+        what = f"(found: {', '.join(found)})" if found else "(it is empty)"
+        raise DataError(f"folder {folder} holds no .txt file {what}; put one document per .txt file in it, "
+                        f"or pass a file")
+    return [_decode_utf8(f) for f in files]
+
+
+def read_frame(path: str | os.PathLike, what: str = "table") -> Any:
+    """A whole table as a DataFrame (strings as read, CSV cells never NA): .parquet, .csv, .jsonl, or a
+    `save_to_disk` directory (a DatasetDict's parts are concatenated; a `split` column is added from
+    their names when they are split names and the data has none)."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        if not is_hf_dir(p):
+            raise DataError(f"{what} {p} is a folder but not a Hugging Face `save_to_disk` dataset (no "
+                            f"{'/'.join(HF_MARKERS)}); pass a {'/'.join(TABLE_SUFFIXES)} file")
+        return _hf_frame(str(p), what)
+    suffix = p.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise DataError(f"{what} {p}: unknown table format '{suffix or p.name}'; use a "
+                        f"{'/'.join(TABLE_SUFFIXES)} file or a `save_to_disk` folder")
+    if not p.is_file():
+        raise DataError(f"{what} {p} not found; check the path (relative paths are resolved from the "
+                        f"experiment file)")
+    return _file_frame(p, suffix)
+
+
+def _file_frame(p: Path, suffix: str) -> Any:
+    import pandas as pd
+
+    if suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_table(p).to_pandas()
+        except (pa.ArrowInvalid, OSError) as e:
+            raise DataError(f"cannot read parquet file {p}: {e}; check that it is a parquet file") from None
+    text = _decode_utf8(p)
+    if suffix == ".csv":
+        try:
+            return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+            raise DataError(f"cannot parse CSV file {p}: {str(e).splitlines()[0]}; fix the file or "
+                            f"convert it to .parquet/.jsonl") from None
+    records = []
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if line.strip():
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{p} line {lineno} is not valid JSON ({e.msg}); write one JSON object "
+                                f"per line") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{p} line {lineno} is a {type(obj).__name__}, not a JSON object; write "
+                                f"one object (column: value) per line")
+            records.append(obj)
+    return pd.DataFrame.from_records(records)
+
+
+def _hf_frame(source: str, what: str) -> Any:
+    os.environ["HF_DATASETS_OFFLINE"] = "1"  # before `datasets` is imported (read at import time)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(f"{what} {source} is a Hugging Face `save_to_disk` folder and the `datasets` package "
+                        f"is not installed; pip install datasets, or export the table to parquet/CSV/JSONL") from None
+    import pandas as pd
+
+    try:
+        ds = datasets.load_from_disk(source)
+    except Exception as e:  # datasets raises many types
+        raise DataError(f"cannot read the `save_to_disk` folder {source} ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''}); save it again or export it to parquet") from None
+    if not isinstance(ds, datasets.DatasetDict):
+        return ds.to_pandas()
+    parts = {name: part.to_pandas() for name, part in ds.items()}
+    split_names = {"train", "validation", "test", "val", "valid"}
+    if set(parts) <= split_names and not any("split" in f.columns for f in parts.values()):
+        parts = {n: f.assign(split=n) for n, f in parts.items()}
+    return pd.concat(list(parts.values()), ignore_index=True)
 
 
 def _decode_utf8(path: Path) -> str:

@@ -17,7 +17,7 @@ def config_slice(cfg) -> dict:
 
 
 def paths(cfg) -> dict:
-    return {"corpus": cfg.data.corpus}
+    return {"corpus": cfg.data.corpus, "table": cfg.data.table}
 
 
 def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
@@ -30,8 +30,9 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     src_dir = str(resolve_model_path(m.name_or_path))
     head = None
     if base.objective.fits_head and (base.head_fitted is False or m.fit_head == "always"):
-        data = DataSection(**{k: v for k, v in conf["corpus"].items() if k == "text_column"},
-                           builtin=conf["corpus"]["builtin"], corpus=paths.get("corpus"))
+        data = DataSection(text_column=conf["corpus"]["text_column"], builtin=conf["corpus"]["builtin"],
+                           corpus=paths.get("corpus"), table=paths.get("table"),
+                           table_columns=conf["corpus"].get("table_columns"))
         texts = corpus_texts(data)[: m.head.max_texts]
         progress(0.05, f"fitting the masked-LM head on {len(texts)} texts")
         head = base.fit_head(texts, m.head)
