@@ -302,15 +302,17 @@ def load_experiment(path: str | Path | None = None, overrides: list[str] | None 
     """Load and validate an experiment (file + `--set` overrides). No file: the embedded default."""
     data = read_yaml(path) if path else {}
     data = apply_overrides(data, overrides or [])
-    cfg = from_dict(ExperimentConfig, data, "")
-    _resolve_paths(cfg, Path(path).parent if path else (base_dir or Path.cwd()))
-    return cfg
+    _resolve_paths(data, Path(path).parent if path else (base_dir or Path.cwd()))
+    return from_dict(ExperimentConfig, data, "")  # validation may read the files: paths resolved first
 
 
-def _resolve_paths(cfg: ExperimentConfig, base: Path) -> None:
+PATH_KEYS = (("data", "corpus"), ("data", "neutral_corpus"), ("data", "table"), ("model", "name_or_path"))
+
+
+def _resolve_paths(data: dict, base: Path) -> None:
     """Relative file paths in the experiment are relative to the experiment file."""
-    for section, attr in (("data", "corpus"), ("data", "neutral_corpus"), ("data", "table"), ("model", "name_or_path")):
-        obj = getattr(cfg, section)
-        value = getattr(obj, attr)
-        if value and (value.startswith(("./", "../")) or (base / value).exists()):
-            setattr(obj, attr, str((base / value).resolve()))
+    for section, attr in PATH_KEYS:
+        node = data.get(section)
+        value = node.get(attr) if isinstance(node, dict) else None
+        if isinstance(value, str) and value and (value.startswith(("./", "../")) or (base / value).exists()):
+            node[attr] = str((base / value).resolve())

@@ -43,7 +43,8 @@ def run_json(capsys):
         for s in sets:
             argv += ["--set", s]
         code = main(argv)
-        out = capsys.readouterr().out.strip().splitlines()
-        assert code == 0, out
+        captured = capsys.readouterr()
+        out = captured.out.strip().splitlines()
+        assert code == 0, (out, captured.err.strip().splitlines()[-3:])
         return json.loads(out[-1])
     return run
