@@ -19,7 +19,7 @@ import yaml
 
 from .config_checks import fraction_or_count, positive
 from .config_loader import from_dict, suggest, to_dict
-from .data.corpus import class_map
+from .data.corpus import class_map, merged_classes
 from .data.creation import DataConfig
 from .decoder_eval import DecoderGridConfig
 from .errors import ConfigError
@@ -213,8 +213,8 @@ class ExperimentConfig:
         self.pair()  # train.pair names two of the data's classes
 
     def pair(self) -> tuple[str, str]:
-        """The GRADIEND's two classes (+1, -1): train.pair, else the first two data classes."""
-        classes = list(class_map(self.data))
+        """The GRADIEND's two classes (+1, -1): train.pair, else the first two data classes (after data.merge)."""
+        classes = list(merged_classes(self.data))
         if self.train.pair is None:
             return classes[0], classes[1]
         for c in self.train.pair:

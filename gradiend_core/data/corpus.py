@@ -10,6 +10,7 @@ import hashlib
 from pathlib import Path
 
 from ..errors import ConfigError
+from .merge import check_merge, merged_class_map
 from ..io import known_sha256
 
 
@@ -109,3 +110,10 @@ def class_map(data) -> dict[str, list[str]]:
     if data.builtin is None:
         raise ConfigError("data.classes is required with a custom corpus, e.g. {3SG: [he, she], 3PL: [they]}")
     return {k: list(v) for k, v in builtin_dataset(data.builtin)["classes"].items()}
+
+
+def merged_classes(data) -> dict[str, list[str]]:
+    """The GRADIEND-side classes: class_map(data) after data.merge (merged name -> union of words)."""
+    classes = class_map(data)
+    check_merge(getattr(data, "merge", None), classes)
+    return merged_class_map(classes, getattr(data, "merge", None))

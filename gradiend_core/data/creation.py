@@ -39,6 +39,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from gradiend_core.data import schema
+from gradiend_core.data.merge import apply_merge, check_merge, merged_class_map
 from gradiend_core.data.documents import PreprocessConfig, segments
 from gradiend_core.errors import ConfigError, DataError
 from gradiend_core.io import atomic_write_bytes, atomic_write_json, sha256_bytes
@@ -74,10 +75,12 @@ class DataConfig:
     neutral_exclude: list[str] = field(default_factory=list)
     # how texts become sentences (default: one per line, duplicates dropped)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    merge: dict[str, list[str]] | None = None  # merged class -> raw classes (data/merge.py)
+    identity_rows: bool = False  # also a row per sentence whose alternative is drawn from its own class
 
     def validate(self) -> "DataConfig":
         """Raise ConfigError on the first invalid field; return self."""
-        self.class_map()
+        self.merged_class_map()
         return self.validate_settings()
 
     def validate_settings(self) -> "DataConfig":
@@ -137,9 +140,15 @@ class DataConfig:
         return out
 
     def labels(self) -> dict[str, int]:
-        """+1 for the first class, -1 for the second, 0 for the others."""
-        names = list(self.class_map())
+        """+1 for the first (merged) class, -1 for the second, 0 for the others."""
+        names = list(self.merged_class_map())
         return {c: (1 if i == 0 else -1 if i == 1 else 0) for i, c in enumerate(names)}
+
+    def merged_class_map(self) -> dict[str, list[str]]:
+        """The classes after data.merge (merged name -> union of words); class_map() without a merge."""
+        classes = self.class_map()
+        check_merge(self.merge, classes)
+        return merged_class_map(classes, self.merge)
 
 
 def _check_int(name: str, value: Any, lo: int | None = None) -> None:
@@ -366,8 +375,10 @@ def create_training_data(texts: Iterable[str], cfg: DataConfig) -> pd.DataFrame:
     ratios = cfg.ratios()
     splits = {c: (_vocabulary_splits(c, ms, ratios, rng) if cfg.split_mode == "vocabulary"
                   else _random_splits(c, ms, ratios)) for c, ms in selected.items()}
-    return _rows(splits, cfg.labels(), per_split_alternatives=cfg.split_mode == "vocabulary",
-                 rng=random.Random(f"alternatives:{cfg.seed}"))
+    df = _rows(splits, {c: 0 for c in classes}, per_split_alternatives=cfg.split_mode == "vocabulary",
+               rng=random.Random(f"alternatives:{cfg.seed}"), identity=cfg.identity_rows)
+    return apply_merge(df, cfg.merge, cfg.labels()) if cfg.merge else df.assign(
+        label=df["factual_class"].map(cfg.labels()).astype(df["label"].dtype))
 
 
 def _distribution(ms: Iterable[_Match]) -> tuple[list[str], list[int]]:
@@ -377,8 +388,9 @@ def _distribution(ms: Iterable[_Match]) -> tuple[list[str], list[int]]:
 
 
 def _rows(splits: dict[str, dict[str, list[_Match]]], labels: Mapping[str, int],
-          per_split_alternatives: bool, rng: random.Random) -> pd.DataFrame:
-    """One row per (matched sentence, other class); alternatives drawn in this fixed row order."""
+          per_split_alternatives: bool, rng: random.Random, identity: bool = False) -> pd.DataFrame:
+    """One row per (matched sentence, other class), and with `identity` one more whose alternative is drawn
+    from the sentence's own class; alternatives drawn in this fixed row order."""
     if per_split_alternatives:
         dists = {(c, s): _distribution(ms) for c, by in splits.items() for s, ms in by.items()}
     else:
@@ -388,7 +400,7 @@ def _rows(splits: dict[str, dict[str, list[_Match]]], labels: Mapping[str, int],
         for s in SPLITS:
             for m in by_split[s]:
                 for b in splits:
-                    if b == a:
+                    if b == a and not identity:
                         continue
                     words, weights = dists[(b, s)] if per_split_alternatives else dists[b]
                     alt = rng.choices(words, weights=weights)[0]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from gradiend_core.data import schema
+from gradiend_core.data.merge import apply_merge
 from gradiend_core.data.creation import (DataConfig, _distribution, _Match, _random_splits, _select,
                                          _vocabulary_splits, recase)
 from gradiend_core.data.tables import LabelledTable
@@ -46,7 +47,11 @@ def create_table_data(table: LabelledTable, cfg: DataConfig) -> pd.DataFrame:
         rng = random.Random(cfg.seed)
         splits = {c: (_vocabulary_splits(c, ms, ratios, rng) if cfg.split_mode == "vocabulary"
                       else _random_splits(c, ms, ratios)) for c, ms in selected.items()}
-    return _rows(splits, cfg.labels(), cfg.split_mode == "vocabulary", random.Random(f"alternatives:{cfg.seed}"))
+    raw = {c: 0 for c in splits}  # labels of the (merged) classes are set by apply_merge / below
+    df = _rows(splits, raw, cfg.split_mode == "vocabulary", random.Random(f"alternatives:{cfg.seed}"))
+    if cfg.merge:
+        return apply_merge(df, cfg.merge, cfg.labels())
+    return df.assign(label=df["factual_class"].map(cfg.labels()).astype(df["label"].dtype))
 
 
 def _sentences(table: LabelledTable, classes: list[str]) -> dict[str, list[_Sentence]]:

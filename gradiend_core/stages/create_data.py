@@ -17,7 +17,7 @@ from .declaration import Report, Stage
 PATHS = ("corpus", "neutral_corpus", "table")  # file locations: not hashed (corpus_identity holds their digests)
 # settings added after version 3, left out of the slice at their defaults: the keys of the experiments
 # that do not use them stay what they were (their rows are byte-identical)
-OPTIONAL = {"table_columns": None, "preprocess": PreprocessConfig()}
+OPTIONAL = {"table_columns": None, "preprocess": PreprocessConfig(), "merge": None, "identity_rows": False}
 
 
 def config_slice(cfg) -> dict:
@@ -49,7 +49,8 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     training = training_data(d)
     neutral = create_neutral_data(neutral_texts(d), neutral_exclude_words(d), d.neutral_max, d.seed, d.preprocess)
     summary = write_dataset(out, training, neutral)
-    return {"summary": summary, "classes": list(d.class_map().items()), "labels": d.labels()}
+    # the classes the later stages see: after data.merge (a merged class's words are its raw classes' words)
+    return {"summary": summary, "classes": list(d.merged_class_map().items()), "labels": d.labels()}
 
 
 # version 2: classes as ordered [name, words] pairs; 3: the corpus paths out of the key (digests stay)
