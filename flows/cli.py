@@ -111,12 +111,12 @@ def rewrite_lines(r: dict) -> list[str]:
     sel = r["selected"]
 
     def ci(v, lo, hi):
-        return "" if sel.get(v) is None else f" ({sel[v]:+.4f} [{sel[lo]:+.4f}, {sel[hi]:+.4f}])"
+        return "" if sel.get(v) is None else f" ({sel[v]:+.3g} [{sel[lo]:+.3g}, {sel[hi]:+.3g}])"
 
     c = r["class"]
     metric = f"P({c}) on other-class rows" if r["direction"] == "strengthen" else f"1 - P({c}) on {c} rows"
     return [f"rewrite ({r['direction']} {r['class']}): {metric} {sel['base_value']:.4f} -> {sel['value']:.4f}"
-            f"{ci('change', 'change_lo', 'change_hi')}, LMS {sel['base_lms']:.4f} -> {sel['lms']:.4f}"
+            f"{ci('change', 'change_lo', 'change_hi')}, LMS {sel['base_lms']:.4g} -> {sel['lms']:.4g}"
             f"{ci('lms_diff', 'lms_diff_lo', 'lms_diff_hi')} (feature factor {sel['feature_factor']:g}, "
             f"lr {sel['learning_rate']:g})",
             f"  rewritten model: {r['model']}"]

@@ -212,10 +212,13 @@ def _xscale(ax, lrs: np.ndarray) -> None:
 
 
 def _band(ax, lrs, cells: pd.DataFrame, center: float, column: str, color: str, label: str | None) -> None:
-    """The interval of `column` (its _lo/_hi columns, relative to `center`) as a shaded band."""
+    """The interval of `column` (a change vs the base model: its _lo/_hi columns) placed at the base
+    model's value `center`, as a shaded band, clipped to [0, 1] where LMS and probabilities live (the
+    interval of a difference at a cell that destroys the LMS is minus the base's own spread)."""
     lo, hi = f"{column}_lo", f"{column}_hi"
     if lo in cells and hi in cells:
-        ax.fill_between(lrs, center + cells[lo].to_numpy(dtype=float), center + cells[hi].to_numpy(dtype=float),
+        ax.fill_between(lrs, np.clip(center + cells[lo].to_numpy(dtype=float), 0.0, 1.0),
+                        np.clip(center + cells[hi].to_numpy(dtype=float), 0.0, 1.0),
                         color=color, alpha=0.18, lw=0, label=label)
 
 
@@ -224,7 +227,7 @@ def _lms_panel(ax, grid, cells: pd.DataFrame, lrs, sel_lr, selected) -> None:
     level = float(cfg.get("ci_level", 0.95))
     ax.plot(lrs, cells["lms"], marker="o", lw=2.5, color="tab:purple", label="LMS of rewritten model")
     _band(ax, lrs, cells, grid.base_lms, "lms_diff", "tab:purple", f"{level:.0%} CI (paired with base)")
-    ax.axhline(grid.base_lms, color="tab:purple", ls=":", label=f"LMS of base model ({grid.base_lms:.3f})")
+    ax.axhline(grid.base_lms, color="tab:purple", ls=":", label=f"LMS of base model ({grid.base_lms:.3g})")
     ratio = cfg.get("lms_ratio")
     if cfg.get("policy") == "lms_threshold" and ratio:
         ax.axhline(ratio * grid.base_lms, color="grey", ls="-.", lw=1, label=f"LMS threshold ({ratio:g} × base)")

@@ -123,7 +123,7 @@ def test_probability_shifts(tmp_path):
     np.testing.assert_allclose(lms_line.get_xdata(), [0.01, 0.1, 1.0])
     np.testing.assert_allclose(lms_line.get_ydata(), [0.5, 0.45, 0.4])  # the ff=+1 cells only
     legend = _legend_texts(axes[0])
-    assert "LMS of base model (0.500)" in legend and "selected lr = 0.1" in legend
+    assert "LMS of base model (0.5)" in legend and "selected lr = 0.1" in legend
     # The target-class curve on the 3PL panel is thick and starred at the selected lr.
     thick = [line for line in axes[2].lines if line.get_linewidth() > 2]
     assert len(thick) == 1 and thick[0].get_label() == "P(3SG) after rewrite"
