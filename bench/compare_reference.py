@@ -172,7 +172,8 @@ def aligned(ours: dict, ref: dict) -> dict:
                                                                             ref["seconds"].get("train")),
              "evaluate_encoder": (st.get("evaluate-encoder"), ref["seconds"].get("evaluate_encoder")),
              "decoder grid": (st.get("decoder-grid"), ref["seconds"].get("evaluate_decoder")),
-             "rewrite": (st.get("rewrite"), ref["seconds"].get("rewrite"))}
+             "rewrite": (sum(v for k, v in st.items() if k.startswith("rewrite-")) or None,
+                         ref["seconds"].get("rewrite"))}
     return {k: {"ours": None if a is None else round(a, 2), "reference": b,
                 "speedup": round(b / a, 2) if a and b else None} for k, (a, b) in pairs.items()}
 

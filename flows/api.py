@@ -54,15 +54,9 @@ def preflight(cfg: ExperimentConfig, store: str | Path):
 
 
 def _check_target_class(cfg: ExperimentConfig) -> None:
-    """rewrite.target_class is read by the last stage only: check it against the GRADIEND's pair up front
-    (only the pair's classes have a feature factor to rewrite towards)."""
-    from gradiend_core.config_loader import suggest
-    from gradiend_core.errors import ConfigError
-
-    target, classes = cfg.rewrite.target_class, list(cfg.pair())
-    if target is not None and target not in classes:
-        raise ConfigError(f"rewrite.target_class '{target}' is not one of the GRADIEND's classes (train.pair)"
-                          f"{suggest(target, classes)}; use one of {', '.join(classes)}")
+    """The rewrite requests are read by the last stage only: check their classes against the GRADIEND's
+    pair up front (only the pair's classes have a feature factor to rewrite towards)."""
+    cfg.rewrite.requests(list(cfg.pair()))  # ConfigError naming the unknown class
 
 
 def _check_inputs(cfg: ExperimentConfig, store: Store, steps) -> None:
@@ -123,22 +117,35 @@ class RunResult:
         return self.summary["metrics"]
 
     def output(self, stage_id: str) -> Path:
-        """Local directory of a stage's output (e.g. 'decoder-grid', 'train-seed-0'), its files on this
-        host (an output of a URL store is downloaded to this host's cache first)."""
+        """Local directory of a stage's output (e.g. 'decoder-grid', 'train-seed-0', 'rewrite-3SG-strengthen'),
+        its files on this host (an output of a URL store is downloaded to this host's cache first)."""
         st = self.summary["stages"][stage_id]
-        stage = stage_id.rsplit("-", 1)[0] if stage_id.startswith("train-seed-") else stage_id
-        return open_store(self.store).fetch(stage, st["key"])
+        return open_store(self.store).fetch(st.get("stage") or _stage_of(stage_id), st["key"])
 
-    def load_model(self):
-        """The rewritten transformers model and its tokenizer."""
+    def rewrites(self) -> list[str]:
+        """Plan ids of the rewritten models, in request order (e.g. ['rewrite-3SG-strengthen'])."""
+        return [r["id"] for r in self.summary.get("rewrites", [])]
+
+    def load_model(self, rewrite: str | None = None):
+        """A rewritten transformers model and its tokenizer: `rewrite` is its plan id (default: the first
+        request's; `rewrites()` lists them)."""
         from transformers import AutoTokenizer
 
         from gradiend_core.lm import load_base_model
 
-        model_dir = self.output("rewrite") / "model"
-        manifest = open_store(self.store).manifest("rewrite", self.summary["stages"]["rewrite"]["key"]) or {}
+        sid = rewrite or self.rewrites()[0]
+        model_dir = self.output(sid) / "model"
+        manifest = open_store(self.store).manifest("rewrite", self.summary["stages"][sid]["key"]) or {}
         objective = manifest.get("info", {}).get("objective", "auto")  # older outputs did not record it
         return load_base_model(model_dir, objective=objective).model, AutoTokenizer.from_pretrained(model_dir)
+
+
+def _stage_of(stage_id: str) -> str:
+    """The stage of a plan id, for summaries that do not record it."""
+    from gradiend_core.stages.registry import BY_NAME
+
+    return next((n for n in sorted(BY_NAME, key=len, reverse=True) if stage_id == n or stage_id.startswith(n + "-")),
+                stage_id)
 
 
 def run_experiment(config: Any = None, store: str | Path = "store", overrides: list[str] | None = None,

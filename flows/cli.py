@@ -88,24 +88,38 @@ def cmd_run(args) -> int:
 
 
 def render_summary(s: dict) -> str:
-    lines = [f"{'stage':<22} {'key':<22} {'status':<9} seconds"]
+    lines = [f"{'stage':<24} {'key':<22} {'status':<9} seconds"]
     for sid, st in s["stages"].items():
-        lines.append(f"{sid:<22} {st['key']:<22} {'cached' if st['cached'] else 'ran':<9} {st['seconds']:.1f}")
+        lines.append(f"{sid:<24} {st['key']:<22} {'cached' if st['cached'] else 'ran':<9} {st['seconds']:.1f}")
         for sh in st.get("shards", []):  # extract-gradients split into row shards (runner.extract_shards)
-            lines.append(f"  shard {sh['shard']:<14} {str(sh['rows']) + ' rows':<22} {'ran':<9} {sh['seconds']:.1f}")
+            lines.append(f"  shard {sh['shard']:<16} {str(sh['rows']) + ' rows':<22} {'ran':<9} {sh['seconds']:.1f}")
     m = s["metrics"]
-    sel = m["selected"]
     lines += [
         "",
         f"encoder correlation ({m['encoder_split']} split): {m['encoder_correlation']:.3f}   best seed: "
         f"{m['best_seed']} ({m['converged_seeds']} converged)",
-        f"rewrite ({m['direction']} {m['target_class']}): value {sel['base_value']:.4f} -> {sel['value']:.4f}, "
-        f"LMS {sel['base_lms']:.4f} -> {sel['lms']:.4f} (feature factor {sel['feature_factor']:g}, "
-        f"lr {sel['learning_rate']:g})",
-        f"rewritten model: {s['rewritten_model']}",
-        f"store: {s['store']}   total {s['seconds']:.1f}s",
     ]
+    for r in s.get("rewrites", []):
+        lines += rewrite_lines(r)
+    lines.append(f"store: {s['store']}   total {s['seconds']:.1f}s")
     return "\n".join(lines)
+
+
+def rewrite_lines(r: dict) -> list[str]:
+    """One rewritten model: the metric before -> after with the change's interval, the LMS likewise, the
+    selected cell, and the model directory."""
+    sel = r["selected"]
+
+    def ci(v, lo, hi):
+        return "" if sel.get(v) is None else f" ({sel[v]:+.3g} [{sel[lo]:+.3g}, {sel[hi]:+.3g}])"
+
+    c = r["class"]
+    metric = f"P({c}) on other-class rows" if r["direction"] == "strengthen" else f"1 - P({c}) on {c} rows"
+    return [f"rewrite ({r['direction']} {r['class']}): {metric} {sel['base_value']:.4f} -> {sel['value']:.4f}"
+            f"{ci('change', 'change_lo', 'change_hi')}, LMS {sel['base_lms']:.4g} -> {sel['lms']:.4g}"
+            f"{ci('lms_diff', 'lms_diff_lo', 'lms_diff_hi')} (feature factor {sel['feature_factor']:g}, "
+            f"lr {sel['learning_rate']:g})",
+            f"  rewritten model: {r['model']}"]
 
 
 def cmd_status(args) -> int:

@@ -132,20 +132,25 @@ def in_parts(s: StagePlan, cfg: ExperimentConfig, store: str, inputs: dict) -> P
     return done
 
 
+SELECTED_KEYS = ("feature_factor", "learning_rate", "value", "base_value", "lms", "base_lms", "change", "change_lo",
+                 "change_hi", "lms_diff", "lms_diff_lo", "lms_diff_hi", "lms_p", "policy")
+
+
 def summarize(steps, manifests: dict, states: dict, drawn: dict, seconds: float, store: str) -> dict:
     stages = {}
     for sid, m in manifests.items():
         cached = bool(m.get("cached")) or states[sid].name == "Cached"
-        stages[sid] = {"key": m["key"], "cached": cached, "seconds": 0.0 if cached else m.get("seconds", 0.0)}
+        stages[sid] = {"stage": steps[sid].stage, "key": m["key"], "cached": cached,
+                       "seconds": 0.0 if cached else m.get("seconds", 0.0)}
         for fanned in ("shards", "parts"):  # the tasks a fanned-out stage ran as
             if not cached and m.get(fanned):
                 stages[sid][fanned] = m[fanned]
         if sid in drawn:  # the plots drawn from the stored results
             stages[sid]["report"] = drawn[sid]
     ev = manifests["evaluate-encoder"]["info"]
-    rw = manifests["rewrite"]["info"]
-    sel = rw["selected"]
     where = open_store(store)
+    rewrites = [rewrite_entry(sid, manifests[sid], where) for sid, p in steps.items() if p.stage == "rewrite"]
+    first = rewrites[0]
     return {
         "store": where.location,
         "stages": stages,
@@ -154,9 +159,18 @@ def summarize(steps, manifests: dict, states: dict, drawn: dict, seconds: float,
             "encoder_correlation": ev["correlation"], "encoder_split": ev["split"],
             "best_seed": manifests["select-seed"]["info"]["best_seed"],
             "converged_seeds": manifests["select-seed"]["info"]["convergent_count"],
-            "target_class": rw["target_class"], "direction": rw["direction"],
-            "selected": {k: sel[k] for k in ("feature_factor", "learning_rate", "value", "base_value", "lms",
-                                             "base_lms")},
+            # the first rewrite request (every request: `rewrites`)
+            "target_class": first["class"], "direction": first["direction"], "selected": first["selected"],
         },
-        "rewritten_model": f"{where.where('rewrite', manifests['rewrite']['key'])}/model",
+        "rewrites": rewrites,
+        "rewritten_model": first["model"],
     }
+
+
+def rewrite_entry(sid: str, manifest: dict, where) -> dict:
+    """One rewritten model of the run: its step, request, selected cell (with intervals) and directory."""
+    i = manifest["info"]
+    sel = i["selected"]
+    return {"id": sid, "class": i["target_class"], "direction": i["direction"],
+            "selected": {k: sel[k] for k in SELECTED_KEYS if k in sel},
+            "model": f"{where.where('rewrite', manifest['key'])}/model"}

@@ -13,10 +13,21 @@ Strengthen metric for C: mean P(C) over the rows of the other class(es); weaken 
 1 - mean P(C) over C's own rows. Strengthening C only looks at cells whose feature factor is
 feature_factor(C); weakening C at cells whose feature factor belongs to another class.
 
+Paired intervals: every cell is scored on the same LMS positions and probability rows as the base model,
+and the table keeps the per-item scores (GridResult.scores), so each cell gets paired bootstrap intervals
+against the base model (gradiend_core/grid_stats.py): the LMS difference (lms_diff, _lo, _hi) and the
+one-sided p-value that the cell's LMS is below the base's (lms_p), over LMS positions; the change of every
+mean P(C) on D's rows (change_<C>_on_<D>, _lo, _hi), over rows. The selection policy
+(`decoder_grid.policy`, selection.py) picks one cell per metric; each summary entry carries the metric's
+change and the LMS difference with their intervals.
+
 Deviation from the reference: every cell is applied to the base model in place and reverted bit-exactly
 (`Gradiend.applied`) instead of deep-copying the model per cell, and every cell scores the rows of
 every class (the reference scores only the rows its metric needs), so the full table is available for
 plots. (Every cell's LMS uses the same mask positions, as in the reference.)
+Deviation from the reference: the LMS can be the mean log-probability of the scored tokens
+(`decoder_grid.lms: log_prob`, reported as its exp) instead of the accuracy, and a cell can be selected
+by a paired significance test (`lms_significance`) instead of the ratio threshold.
 Deviation from the reference: with more than two classes the strengthen metric pools the rows of all
 other classes (the reference reads a single "other class").
 Deviation from the reference: CLM targets use the leading-space form of the word (" he") for
@@ -30,18 +41,19 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 import torch
 
 from gradiend_core.errors import ConfigError, DataError, GradiendError
-from gradiend_core.lms import PreparedLMS, prepare_lms, score_lms
+from gradiend_core.grid_stats import ARRAY_KEYS, Bootstrap, GridScores, interval_columns
+from gradiend_core.lms import LMS_KINDS, PreparedLMS, lms_values, prepare_lms
 from gradiend_core.objectives import get_objective
 from gradiend_core.objectives.base import Objective, pad_id
-from gradiend_core.selection import get_policy
+from gradiend_core.selection import POLICY_NAMES, get_policy
 DEFAULT_LEARNING_RATES = (100.0, 50.0, 20.0, 10.0, 5.0, 2.0, 1.0, 0.5, 0.2, 0.1,
                           0.05, 0.02, 0.01, 0.005, 0.002, 0.001)
 PARTS = ("decoder", "decoder-weight", "decoder-bias", "decoder-sum", "encoder-weight")
-POLICIES = ("lms_threshold", "lms_times_metric")
 
 
 @dataclass
@@ -51,10 +63,20 @@ class DecoderGridConfig:
     max_rows_per_class: int | None = 30         # cap of probability rows per factual class (seeded sample)
     lms_max_texts: int | None = 60              # cap of neutral texts for the LMS
     batch_size: int = 32
-    policy: Literal["lms_threshold", "lms_times_metric"] = "lms_threshold"
+    # which cell rewrites: lms_threshold (the reference's) keeps cells with lms >= lms_ratio x base;
+    # lms_significance keeps a cell unless its LMS is significantly below the base model's (paired
+    # bootstrap, one-sided at `alpha`); lms_times_metric maximises metric x lms. Held-out measurement
+    # (README, bench/decoder_policies.py): lms_threshold on log_prob selected best
+    policy: Literal["lms_threshold", "lms_times_metric", "lms_significance"] = "lms_threshold"
     lms_ratio: float = 0.99                     # lms_threshold keeps cells with lms >= ratio * base_lms
+    alpha: float = 0.05                         # lms_significance drops cells with bootstrap p < alpha
+    # log_prob: exp(mean log-probability of the masked (MLM) or next (CLM) tokens), a continuous score;
+    # accuracy: the family's reference LMS (MLM: top-1 accuracy at the masked tokens; CLM: 1/(1+NLL))
+    lms: Literal["accuracy", "log_prob"] = "log_prob"
+    bootstrap: int = 1000                       # paired bootstrap resamples (LMS positions; probability rows)
+    ci_level: float = 0.95                      # two-sided level of the intervals in the table and plots
     part: Literal["decoder", "decoder-weight", "decoder-bias", "decoder-sum", "encoder-weight"] = "decoder"
-    seed: int = 42
+    seed: int = 42                              # row sample, LMS masks and bootstrap resamples
 
     def validate(self) -> "DecoderGridConfig":
         for name in ("learning_rates", "feature_factors"):
@@ -67,13 +89,24 @@ class DecoderGridConfig:
                 raise ConfigError(f"{name} must be a positive integer or null, got {v!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size!r}")
-        if self.policy not in POLICIES:
-            raise ConfigError(f"unknown decoder selection policy {self.policy!r}; use one of {list(POLICIES)}")
+        if self.policy not in POLICY_NAMES:
+            raise ConfigError(f"unknown decoder selection policy {self.policy!r}; use one of {list(POLICY_NAMES)}")
         if not (_finite(self.lms_ratio) and self.lms_ratio > 0):
             raise ConfigError(f"lms_ratio must be a positive number (e.g. 0.99), got {self.lms_ratio}")
+        self._validate_intervals()
         if self.part not in PARTS:
             raise ConfigError(f"unknown rewrite part {self.part!r}; use one of {list(PARTS)}")
         return self
+
+    def _validate_intervals(self) -> None:
+        if self.lms not in LMS_KINDS:
+            raise ConfigError(f"lms {self.lms!r} is not an LMS kind; use one of {list(LMS_KINDS)}")
+        if not (_finite(self.alpha) and 0.0 < self.alpha < 1.0):
+            raise ConfigError(f"alpha must be a number in (0, 1) (e.g. 0.05), got {self.alpha}")
+        if not (_finite(self.ci_level) and 0.0 < self.ci_level < 1.0):
+            raise ConfigError(f"ci_level must be a number in (0, 1) (e.g. 0.95), got {self.ci_level}")
+        if not isinstance(self.bootstrap, int) or self.bootstrap < 1:
+            raise ConfigError(f"bootstrap must be a positive integer (resamples, e.g. 1000), got {self.bootstrap!r}")
 
     def lrs(self) -> list[float]:
         """Learning rates in ascending order (the reference's sorted (ff, lr) cell order)."""
@@ -249,7 +282,8 @@ def prob_column(cls: str, dataset: str) -> str:
 
 @dataclass
 class GridResult:
-    table: pd.DataFrame              # one row per cell (base first): is_base, feature_factor, learning_rate, lms, prob_*
+    table: pd.DataFrame              # one row per cell (base first): is_base, feature_factor, learning_rate, lms,
+                                     # prob_*, and the paired intervals (lms_diff*, lms_p, change_*)
     base_lms: float
     summary: dict[str, dict]         # "<C>" (strengthen) and "<C>_weaken" -> selected cell
     classes: list[str]
@@ -257,6 +291,7 @@ class GridResult:
     rows_per_class: dict[str, int]
     feature_factors: dict[str, float]  # class -> feature factor that strengthens it
     config: dict = field(default_factory=dict)
+    scores: GridScores | None = field(default=None, repr=False)  # per LMS position / probability row
 
     def base_row(self) -> pd.Series:
         return self.table[self.table["is_base"]].iloc[0]
@@ -280,6 +315,25 @@ class GridResult:
         if cls not in self.dataset_classes:
             return float("nan")
         return 1.0 - float(row[prob_column(cls, cls)])
+
+    def metric_rows(self, cls: str, strengthen: bool) -> list[str]:
+        """The dataset classes whose rows a metric is measured on."""
+        return [d for d in self.dataset_classes if (d != cls) == strengthen]
+
+    def metric_change(self, cls: str, strengthen: bool) -> dict[str, np.ndarray]:
+        """Per table row: the metric's change vs the base model, with its bootstrap interval over rows
+        (weakening: the change of 1 - P(cls), i.e. the negated change of P(cls))."""
+        if self.scores is None:
+            raise DataError("this grid has no per-row scores (an older output); re-run decoder-grid")
+        ch = self.bootstrap().change(self.classes.index(cls),
+                                     [self.dataset_classes.index(d) for d in self.metric_rows(cls, strengthen)])
+        return ch if strengthen else {"diff": -ch["diff"], "lo": -ch["hi"], "hi": -ch["lo"]}
+
+    def bootstrap(self) -> Bootstrap:
+        cfg = self.config or {}
+        base = int(np.flatnonzero(self.table["is_base"].to_numpy())[0])
+        return Bootstrap(self.scores, int(cfg.get("bootstrap", 1000)), int(cfg.get("seed", 42)),
+                         float(cfg.get("ci_level", 0.95)), base)
 
     def to_json(self) -> dict:
         return {"table": self.table.to_dict(orient="records"), "base_lms": self.base_lms, "summary": self.summary,
@@ -327,7 +381,8 @@ class PreparedGrid:
         rows = self.rows
         counts = {d: int((rows.row_dataset == i).sum()) for i, d in enumerate(rows.dataset_classes)}
         return {"classes": list(rows.classes), "dataset_classes": list(rows.dataset_classes),
-                "rows_per_class": counts, "feature_factors": dict(self.feature_factors)}
+                "rows_per_class": counts, "feature_factors": dict(self.feature_factors),
+                "row_dataset": [int(i) for i in rows.row_dataset], "objective": rows.objective.name}
 
 
 def prepare_grid(tokenizer, objective: str | Objective, gradiend, rows: pd.DataFrame, neutral_texts: list[str],
@@ -360,11 +415,15 @@ def _eval_mode(model) -> Iterator[None]:
 
 
 def _scores(model, grid: PreparedGrid) -> dict:
-    scored = score_lms(model, grid.lms)
-    cell = {"lms": float(scored["lms"]), **_dataset_means(score_probabilities(model, grid.rows), grid.rows)}
+    """The scalars of a table row, plus the per-item lists the intervals need (grid_stats.ARRAY_KEYS):
+    the score of every LMS position and P(class) of every probability row."""
+    values = lms_values(model, grid.lms, grid.cfg.lms)                 # (n,)
+    probs = score_probabilities(model, grid.rows)                       # (N, C)
+    scored = grid.rows.objective.lms_summary(values, grid.cfg.lms)
+    cell = {"lms": float(scored["lms"]), **_dataset_means(probs, grid.rows)}
     if "perplexity" in scored:
         cell["perplexity"] = float(scored["perplexity"])
-    return cell
+    return {**cell, "lms_values": values.tolist(), "row_probs": probs.tolist()}
 
 
 def base_record(model, grid: PreparedGrid) -> dict:
@@ -394,10 +453,17 @@ def score_cells(model, gradiend, grid: PreparedGrid, cells: Sequence[tuple[float
 
 
 def grid_result(records: list[dict], layout: Mapping, cfg: DecoderGridConfig) -> GridResult:
-    """The table (base record first, then the cells in canonical order) and the selected cells."""
-    result = GridResult(pd.DataFrame.from_records(records), records[0]["lms"], {}, list(layout["classes"]),
+    """The table (base record first, then the cells in canonical order) with the paired bootstrap
+    intervals of every cell against the base record, and the selected cells."""
+    scalars = [{k: v for k, v in r.items() if k not in ARRAY_KEYS} for r in records]
+    scores = GridScores.from_records(records, layout["row_dataset"])
+    result = GridResult(pd.DataFrame.from_records(scalars), records[0]["lms"], {}, list(layout["classes"]),
                         list(layout["dataset_classes"]), dict(layout["rows_per_class"]),
-                        dict(layout["feature_factors"]), asdict(cfg))
+                        dict(layout["feature_factors"]), asdict(cfg), scores)
+    objective = get_objective(layout["objective"])
+    cols = interval_columns(result.bootstrap(), lambda m: objective.lms_from_mean(m, cfg.lms),
+                            result.classes, result.dataset_classes)
+    result.table = pd.concat([result.table, pd.DataFrame(cols)], axis=1)
     result.summary = summarize(result, cfg)
     return result
 
@@ -427,10 +493,17 @@ def evaluate_prepared(model, gradiend, grid: PreparedGrid,
 
 # ----------------------------------------------------------------------------- selection
 
+def policy_for(cfg: DecoderGridConfig):
+    """The configured selection policy with its option (lms_threshold: ratio; lms_significance: alpha)."""
+    options = {"lms_threshold": {"ratio": cfg.lms_ratio}, "lms_significance": {"alpha": cfg.alpha}}
+    return get_policy(cfg.policy, **options.get(cfg.policy, {}))
+
+
 def summarize(result: GridResult, cfg: DecoderGridConfig) -> dict[str, dict]:
-    """Pick one cell per metric: "<C>" strengthens C, "<C>_weaken" weakens C."""
-    policy = get_policy(cfg.policy, **({"ratio": cfg.lms_ratio} if cfg.policy == "lms_threshold" else {}))
-    base, grid = result.base_row(), result.table[~result.table["is_base"]]
+    """Pick one cell per metric: "<C>" strengthens C, "<C>_weaken" weakens C. Each entry carries the
+    metric's change vs the base model and the LMS difference, with their paired bootstrap intervals."""
+    policy = policy_for(cfg)
+    base = result.base_row()
     out = {}
     for cls, ff in result.feature_factors.items():
         other_ffs = {f for c, f in result.feature_factors.items() if c != cls and f != ff}
@@ -439,22 +512,32 @@ def summarize(result: GridResult, cfg: DecoderGridConfig) -> dict[str, dict]:
             base_value = metric(base, cls)
             if not math.isfinite(base_value):
                 continue  # no rows to measure this metric on
-            keep = grid["feature_factor"] == ff if strengthen else grid["feature_factor"].isin(other_ffs)
+            t = result.table
+            keep = (~t["is_base"]) & (t["feature_factor"] == ff if strengthen else t["feature_factor"].isin(other_ffs))
             cands = [{"feature_factor": float(r["feature_factor"]), "learning_rate": float(r["learning_rate"]),
-                      "lms": float(r["lms"]), "metric": metric(r, cls)} for _, r in grid[keep].iterrows()]
-            out[key] = _summary_entry(policy.select(cands, result.base_lms), base_value, result.base_lms,
-                                      strengthen, policy.name)
+                      "lms": float(r["lms"]), "lms_p": float(r["lms_p"]), "metric": metric(r, cls), "row": int(i)}
+                     for i, r in t[keep].iterrows()]
+            chosen = policy.select(cands, result.base_lms)
+            out[key] = _summary_entry(result, chosen, base_value, cls, strengthen, policy.name)
     return out
 
 
-def _summary_entry(chosen: dict | None, base_value: float, base_lms: float, strengthen: bool, policy: str) -> dict:
+def _summary_entry(result: GridResult, chosen: dict | None, base_value: float, cls: str, strengthen: bool,
+                   policy: str) -> dict:
+    base_lms = result.base_lms
+    row = int(np.flatnonzero(result.table["is_base"].to_numpy())[0]) if chosen is None else chosen["row"]
+    t, ch = result.table.iloc[row], result.metric_change(cls, strengthen)
+    stats = {"change": float(ch["diff"][row]), "change_lo": float(ch["lo"][row]), "change_hi": float(ch["hi"][row]),
+             "lms_diff": float(t["lms_diff"]), "lms_diff_lo": float(t["lms_diff_lo"]),
+             "lms_diff_hi": float(t["lms_diff_hi"]), "lms_p": float(t["lms_p"]),
+             "n_rows": int(sum(result.rows_per_class[d] for d in result.metric_rows(cls, strengthen)))}
+    common = {"base_lms": base_lms, "base_value": base_value, "policy": policy, "strengthen": strengthen, **stats}
     if chosen is None:  # no candidate cell for this metric: report the unmodified model
         return {"value": base_value, "feature_factor": 0.0, "learning_rate": 0.0, "lms": base_lms, "id": "base",
-                "base_lms": base_lms, "base_value": base_value, "policy": policy, "strengthen": strengthen}
+                **common}
     return {"value": chosen["metric"], "feature_factor": chosen["feature_factor"],
             "learning_rate": chosen["learning_rate"], "lms": chosen["lms"],
-            "id": {"feature_factor": chosen["feature_factor"], "learning_rate": chosen["learning_rate"]},
-            "base_lms": base_lms, "base_value": base_value, "policy": policy, "strengthen": strengthen}
+            "id": {"feature_factor": chosen["feature_factor"], "learning_rate": chosen["learning_rate"]}, **common}
 
 
 def decoder_rows(df: pd.DataFrame, split_col: str = "split") -> pd.DataFrame:

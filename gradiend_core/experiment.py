@@ -162,11 +162,61 @@ class EncoderEvalSection:
     include_neutral: bool = True
 
 
+DIRECTIONS = ("strengthen", "weaken")
+REQUEST_KEYS = ("class", "direction")
+
+
 @dataclass
 class RewriteSection:
-    """rewrite: apply the selected update and save a loadable transformers model."""
-    target_class: str | None = None               # default: the first class
+    """rewrite: one saved transformers model per request (class, direction), each the base model plus the
+    update of the decoder-grid cell selected for that request. `targets` lists the requests; without
+    it, `target_class` + `direction` is the one request (the shorthand)."""
+    # e.g. [{class: 3SG, direction: strengthen}, {class: 3PL, direction: weaken}]: one saved model each
+    targets: list[dict[str, str]] | None = None
+    target_class: str | None = None               # shorthand (no targets): default the pair's +1 class
     direction: Literal["strengthen", "weaken"] = "strengthen"
+
+    def validate(self) -> "RewriteSection":
+        if self.targets is None:
+            return self
+        if not self.targets:
+            raise ConfigError("targets is empty; list requests like {class: 3SG, direction: strengthen}, "
+                              "or set it to null for target_class/direction")
+        if self.target_class is not None or self.direction != "strengthen":
+            raise ConfigError("targets and target_class/direction are both set; move that request into targets")
+        seen = set()
+        for i, t in enumerate(self.targets):
+            _check_request(i, t)
+            pair = (t["class"], t.get("direction", "strengthen"))
+            if pair in seen:
+                raise ConfigError(f"rewrite.targets[{i}] repeats {{class: {pair[0]}, direction: {pair[1]}}}; list it once")
+            seen.add(pair)
+        return self
+
+    def requests(self, classes: list[str]) -> list[dict[str, str]]:
+        """[{"class", "direction"}] in order, each class checked against `classes` (the GRADIEND's pair; the
+        shorthand's default class: the first, the +1 class)."""
+        raw = self.targets or [{"class": self.target_class or classes[0], "direction": self.direction}]
+        out = []
+        for t in raw:
+            if t["class"] not in classes:
+                name = "rewrite.targets class" if self.targets else "rewrite.target_class"
+                raise ConfigError(f"{name} '{t['class']}' is not one of the GRADIEND's classes (train.pair)"
+                                  f"{suggest(t['class'], classes)}; "
+                                  f"use one of {', '.join(classes)}")
+            out.append({"class": t["class"], "direction": t.get("direction", "strengthen")})
+        return out
+
+
+def _check_request(i: int, t: dict) -> None:
+    unknown = [k for k in t if k not in REQUEST_KEYS]
+    if unknown:
+        raise ConfigError(f"rewrite.targets[{i}]: unknown key '{unknown[0]}'{suggest(unknown[0], REQUEST_KEYS)}; "
+                          f"a request has class and direction")
+    if not t.get("class"):
+        raise ConfigError(f"rewrite.targets[{i}] has no class; write it as {{class: 3SG, direction: strengthen}}")
+    if t.get("direction", "strengthen") not in DIRECTIONS:
+        raise ConfigError(f"rewrite.targets[{i}]: direction '{t['direction']}' is not one of {', '.join(DIRECTIONS)}")
 
 
 @dataclass

@@ -7,17 +7,21 @@ the decoder grid (`Objective.tokenize`).
 
 The expensive, model-independent part (tokenising, choosing mask positions, padding) is done once by
 `prepare_lms`; `score_lms` then scores any model on exactly the same inputs, so every cell of a decoder
-grid is measured on the same masked positions.
+grid is measured on the same masked positions. `lms_values` gives the score of every position (the LMS
+is a function of their mean, `Objective.lms_from_mean`), so two models can be compared position by
+position. kind: "accuracy" (the reference's LMS of the family) or "log_prob" (the log-probability of the
+scored tokens; LMS = exp of their mean).
 """
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 from gradiend_core.errors import ConfigError, DataError
 from gradiend_core.objectives import get_objective
-from gradiend_core.objectives.base import Objective, PreparedLMS
+from gradiend_core.objectives.base import LMS_KINDS, Objective, PreparedLMS
 
-__all__ = ["PreparedLMS", "prepare_lms", "score_lms", "lms_mlm", "lms_clm"]
+__all__ = ["PreparedLMS", "prepare_lms", "score_lms", "lms_values", "lms_mlm", "lms_clm", "LMS_KINDS"]
 
 
 def _clean_texts(texts: Iterable[str], max_texts: int | None) -> list[str]:
@@ -43,12 +47,30 @@ def prepare_lms(tokenizer, texts: Iterable[str], objective: str | Objective, mas
                            ignore_ids=ignore, max_length=max_length)
 
 
-def score_lms(model, prepared: PreparedLMS) -> dict:
+def score_lms(model, prepared: PreparedLMS, kind: str = "accuracy") -> dict:
     """Score one model on prepared inputs -> {"lms", "n"} (+ "avg_nll", "perplexity" for CLM)."""
+    with _eval(model):
+        return prepared.objective.score_lms(model, _check_kind(prepared, kind), kind)
+
+
+def lms_values(model, prepared: PreparedLMS, kind: str = "accuracy"):
+    """The score of every prepared position -> Tensor (n,) float64 (same order for every model)."""
+    with _eval(model):
+        return prepared.objective.lms_values(model, _check_kind(prepared, kind), kind)
+
+
+def _check_kind(prepared: PreparedLMS, kind: str) -> PreparedLMS:
+    if kind not in LMS_KINDS:
+        raise ConfigError(f"unknown LMS kind {kind!r}; use one of {list(LMS_KINDS)}")
+    return prepared
+
+
+@contextlib.contextmanager
+def _eval(model):
     was_training = model.training
     model.eval()
     try:
-        return prepared.objective.score_lms(model, prepared)
+        yield
     finally:
         model.train(was_training)
 

@@ -224,10 +224,24 @@ def plot_target_words(df: pd.DataFrame, path: str | Path, title: str = "Encoded 
 
 # ----------------------------------------------------------------------------- probability shifts
 
+def lr_tick_labels(lrs: np.ndarray, max_labels: int = 8) -> list[str]:
+    """A label for every rate that is a power of ten (and 0), '' for the others; with fewer than two
+    such rates, every k-th rate so that at most `max_labels` are labelled. The default 16 rates (100 ...
+    0.001) get 100, 10, 1, 0.1, 0.01, 0.001: readable at any figure width."""
+    lrs = np.asarray(lrs, dtype=float)
+    exponent = np.log10(np.where(lrs != 0, np.abs(lrs), 1.0))
+    decade = (lrs != 0) & np.isclose(exponent, np.round(exponent), rtol=0.0, atol=1e-9)
+    show = decade | (lrs == 0)
+    if int(decade.sum()) < 2:
+        step = max(1, math.ceil(lrs.size / max_labels))
+        show = np.arange(lrs.size) % step == 0
+    return [f"{lr:g}" if keep else "" for lr, keep in zip(lrs, show)]
+
+
 def _xscale(ax, lrs: np.ndarray) -> None:
-    """Log (symlog with 0 or negatives) learning-rate axis, ticked at the grid's own rates with plain
-    labels: the grid has a few rates, and the default log ticks (minor ticks, mathtext labels) made up
-    most of the plot's drawing time."""
+    """Log (symlog with 0 or negatives) learning-rate axis with a tick at every rate of the grid and a
+    label at a readable subset (`lr_tick_labels`); no minor ticks (the default log ticks, minor ticks and
+    mathtext labels made up most of the plot's drawing time)."""
     if (lrs > 0).all():
         ax.set_xscale("log")
     else:
@@ -235,13 +249,60 @@ def _xscale(ax, lrs: np.ndarray) -> None:
         ax.set_xscale("symlog", linthresh=float(nz.min()) if nz.size else 1.0)
     from matplotlib.ticker import NullLocator
 
-    ax.set_xticks(lrs, labels=[f"{lr:g}" for lr in lrs])
+    ax.set_xticks(lrs, labels=lr_tick_labels(lrs))
     ax.xaxis.set_minor_locator(NullLocator())
 
 
-def probability_shifts_figure(grid, target_class: str, selected: dict | None = None) -> Figure:
-    from gradiend_core.decoder_eval import prob_column
+def _band(ax, lrs, cells: pd.DataFrame, center: float, column: str, color: str, label: str | None) -> None:
+    """The interval of `column` (a change vs the base model: its _lo/_hi columns) placed at the base
+    model's value `center`, as a shaded band, clipped to [0, 1] where LMS and probabilities live (the
+    interval of a difference at a cell that destroys the LMS is minus the base's own spread)."""
+    lo, hi = f"{column}_lo", f"{column}_hi"
+    if lo in cells and hi in cells:
+        ax.fill_between(lrs, np.clip(center + cells[lo].to_numpy(dtype=float), 0.0, 1.0),
+                        np.clip(center + cells[hi].to_numpy(dtype=float), 0.0, 1.0),
+                        color=color, alpha=0.18, lw=0, label=label)
 
+
+def _lms_panel(ax, grid, cells: pd.DataFrame, lrs, sel_lr, selected) -> None:
+    cfg = grid.config or {}
+    level = float(cfg.get("ci_level", 0.95))
+    ax.plot(lrs, cells["lms"], marker="o", lw=2.5, color="tab:purple", label="LMS of rewritten model")
+    _band(ax, lrs, cells, grid.base_lms, "lms_diff", "tab:purple", f"{level:.0%} CI (paired with base)")
+    ax.axhline(grid.base_lms, color="tab:purple", ls=":", label=f"LMS of base model ({grid.base_lms:.3g})")
+    ratio = cfg.get("lms_ratio")
+    if cfg.get("policy") == "lms_threshold" and ratio:
+        ax.axhline(ratio * grid.base_lms, color="grey", ls="-.", lw=1, label=f"LMS threshold ({ratio:g} × base)")
+    if cfg.get("policy") == "lms_significance" and "lms_p" in cells:
+        below = cells["lms_p"].to_numpy(dtype=float) < float(cfg.get("alpha", 0.05))
+        if below.any():
+            ax.plot(lrs[below], cells["lms"].to_numpy(dtype=float)[below], marker="x", ms=9, mew=2, ls="",
+                    color="tab:red", label=f"significantly below base (p < {cfg.get('alpha', 0.05):g})")
+    if sel_lr is not None:
+        ax.plot([sel_lr], [float(selected["lms"])], marker="*", ms=16, color="gold", mec="black", ls="",
+                label=f"selected lr = {sel_lr:g}")
+    ax.set(title=f"Language modelling score (neutral text, {cfg.get('lms', 'accuracy')})",
+           xlabel="learning rate", ylabel="LMS")
+
+
+def _class_panel(ax, grid, cells: pd.DataFrame, lrs, d: str, target_class: str, sel_lr) -> None:
+    from gradiend_core.decoder_eval import prob_column
+    from gradiend_core.grid_stats import change_column
+
+    base = grid.base_row()
+    for i, c in enumerate(grid.classes):
+        col, thick = prob_column(c, d), c == target_class
+        ax.plot(lrs, cells[col], marker="o", lw=2.5 if thick else 1.2, color=f"C{i}", label=f"P({c}) after rewrite")
+        _band(ax, lrs, cells, float(base[col]), change_column(c, d), f"C{i}", None)
+        ax.axhline(float(base[col]), color=f"C{i}", ls=":", lw=1, label=f"P({c}) base model")
+        if thick and sel_lr is not None:
+            y = float(cells.loc[cells["learning_rate"] == sel_lr, col].iloc[0])
+            ax.plot([sel_lr], [y], marker="*", ms=16, color="gold", mec="black", ls="")
+    ax.set(title=f"Class probabilities on {d} sentences (n={grid.rows_per_class.get(d, 0)})",
+           xlabel="learning rate", ylabel="mean probability at the mask")
+
+
+def probability_shifts_figure(grid, target_class: str, selected: dict | None = None) -> Figure:
     if grid.table is None or len(grid.table) == 0:
         raise DataError("the decoder grid is empty; run the decoder evaluation first")
     if target_class not in grid.feature_factors:
@@ -252,7 +313,6 @@ def probability_shifts_figure(grid, target_class: str, selected: dict | None = N
     cells = grid.table[(~grid.table["is_base"]) & (grid.table["feature_factor"] == ff)].sort_values("learning_rate")
     if cells.empty:
         raise DataError(f"the grid has no cell with feature factor {ff:+g}; include it in decoder feature_factors")
-    base = grid.base_row()
     lrs = cells["learning_rate"].to_numpy(dtype=float)
     sel_lr = None
     if selected and selected.get("id") != "base" and float(selected.get("feature_factor", np.nan)) == ff:
@@ -261,33 +321,14 @@ def probability_shifts_figure(grid, target_class: str, selected: dict | None = N
     panels = 1 + len(grid.dataset_classes)
     fig = Figure(figsize=(5.5 * panels, 4.5))
     axes = np.atleast_1d(fig.subplots(1, panels, squeeze=False)[0])
+    level = float((grid.config or {}).get("ci_level", 0.95))
     fig.suptitle(f"Rewriting with feature factor {ff:+g} (strengthens {target_class}): "
                  "language modelling and class probabilities vs. learning rate\n"
-                 f"(selection metric: P({target_class}) on sentences of the other class; dotted = base model)")
-
-    ax = axes[0]
-    ax.plot(lrs, cells["lms"], marker="o", lw=2.5, color="tab:purple", label="LMS of rewritten model")
-    ax.axhline(grid.base_lms, color="tab:purple", ls=":", label=f"LMS of base model ({grid.base_lms:.3f})")
-    ratio = (grid.config or {}).get("lms_ratio")
-    if (grid.config or {}).get("policy") == "lms_threshold" and ratio:
-        ax.axhline(ratio * grid.base_lms, color="grey", ls="-.", lw=1, label=f"LMS threshold ({ratio:g} × base)")
-    if sel_lr is not None:
-        ax.plot([sel_lr], [float(selected["lms"])], marker="*", ms=16, color="gold", mec="black", ls="",
-                label=f"selected lr = {sel_lr:g}")
-    ax.set(title="Language modelling score (neutral text)", xlabel="learning rate", ylabel="LMS")
-
+                 f"(selection metric: P({target_class}) on sentences of the other class; dotted = base model; "
+                 f"bands = {level:.0%} paired bootstrap CI)")
+    _lms_panel(axes[0], grid, cells, lrs, sel_lr, selected)
     for ax, d in zip(axes[1:], grid.dataset_classes):
-        for i, c in enumerate(grid.classes):
-            col = prob_column(c, d)
-            thick = c == target_class
-            ax.plot(lrs, cells[col], marker="o", lw=2.5 if thick else 1.2, color=f"C{i}",
-                    label=f"P({c}) after rewrite")
-            ax.axhline(float(base[col]), color=f"C{i}", ls=":", lw=1, label=f"P({c}) base model")
-            if thick and sel_lr is not None:
-                y = float(cells.loc[cells["learning_rate"] == sel_lr, col].iloc[0])
-                ax.plot([sel_lr], [y], marker="*", ms=16, color="gold", mec="black", ls="")
-        ax.set(title=f"Class probabilities on {d} sentences (n={grid.rows_per_class.get(d, 0)})",
-               xlabel="learning rate", ylabel="mean probability at the mask")
+        _class_panel(ax, grid, cells, lrs, d, target_class, sel_lr)
     for ax in axes:
         _xscale(ax, lrs)
         if sel_lr is not None:

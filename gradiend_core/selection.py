@@ -1,6 +1,8 @@
 """Selection policies: pick one (feature factor, learning rate) cell of the decoder grid for a metric.
 
-A candidate is a dict {"feature_factor", "learning_rate", "lms", "metric"} (extra keys are kept).
+A candidate is a dict {"feature_factor", "learning_rate", "lms", "metric"} (extra keys are kept); the
+significance policy also reads "lms_p", the paired bootstrap p-value that the cell's LMS is not below
+the base model's (gradiend_core/grid_stats.py: small = significantly below).
 Candidates are first put in sorted (feature_factor, learning_rate) order, so "ties -> first" means the
 smallest learning rate of the smallest feature factor, whatever order the caller passed them in.
 The base (unmodified) model is never a candidate; `select` returns None for an empty list.
@@ -38,6 +40,15 @@ def _argmax(candidates: list[dict], score) -> dict | None:
     return best
 
 
+def _gentlest(cands: list[dict]) -> dict | None:
+    """The fallback when no cell keeps the LMS: the smallest non-zero |lr| (first in sorted order)."""
+    nonzero = [c for c in cands if float(c["learning_rate"]) != 0.0]
+    if not nonzero:
+        return None
+    smallest = min(abs(float(c["learning_rate"])) for c in nonzero)
+    return next(c for c in nonzero if abs(float(c["learning_rate"])) == smallest)
+
+
 @dataclass(frozen=True)
 class LMSThresholdPolicy:
     """Best metric among cells that keep lms >= ratio * base_lms (reference default, ratio 0.99).
@@ -57,13 +68,34 @@ class LMSThresholdPolicy:
         floor = self.ratio * float(base_lms)
         passing = [c for c in cands if _finite(c["lms"]) and float(c["lms"]) >= floor]
         best = _argmax(passing, lambda c: float(c["metric"]))
-        if best is not None:
-            return best
-        nonzero = [c for c in cands if float(c["learning_rate"]) != 0.0]
-        if not nonzero:
-            return None
-        smallest = min(abs(float(c["learning_rate"])) for c in nonzero)
-        return next(c for c in nonzero if abs(float(c["learning_rate"])) == smallest)
+        return best if best is not None else _gentlest(cands)
+
+
+@dataclass(frozen=True)
+class LMSSignificancePolicy:
+    """Best metric among cells whose LMS is NOT significantly below the base model's: a cell is dropped
+    when its paired bootstrap p-value `lms_p` (one-sided: is the cell's LMS below the base's?) is below
+    `alpha`. Unlike a fixed ratio, this asks whether the LMS drop is larger than the sampling noise of
+    the LMS positions, which both models share.
+
+    If every cell is significantly below, fall back to the gentlest rewrite: the smallest non-zero |lr|.
+    """
+
+    alpha: float = 0.05
+    name: ClassVar[str] = "lms_significance"
+
+    def __post_init__(self):
+        if not (_finite(self.alpha) and 0.0 < float(self.alpha) < 1.0):
+            raise ConfigError(f"alpha must be a number in (0, 1) (e.g. 0.05), got {self.alpha}")
+
+    def select(self, candidates: list[dict], base_lms: float) -> dict | None:
+        cands = _sorted(candidates)
+        if any(not _finite(c.get("lms_p")) for c in cands):
+            raise ConfigError("the lms_significance policy needs each cell's paired bootstrap p-value (lms_p); "
+                              "re-run decoder-grid, or use policy lms_threshold")
+        passing = [c for c in cands if float(c["lms_p"]) >= self.alpha]
+        best = _argmax(passing, lambda c: float(c["metric"]))
+        return best if best is not None else _gentlest(cands)
 
 
 @dataclass(frozen=True)
@@ -76,12 +108,15 @@ class LMSTimesMetricPolicy:
         return _argmax(_sorted(candidates), lambda c: float(c["metric"]) * float(c["lms"]))
 
 
-_POLICIES = {"lms_threshold": LMSThresholdPolicy, "lms_times_metric": LMSTimesMetricPolicy}
-_POLICY_KWARGS = {"lms_threshold": {"ratio"}, "lms_times_metric": set()}
+_POLICIES = {"lms_threshold": LMSThresholdPolicy, "lms_times_metric": LMSTimesMetricPolicy,
+             "lms_significance": LMSSignificancePolicy}
+_POLICY_KWARGS = {"lms_threshold": {"ratio"}, "lms_times_metric": set(), "lms_significance": {"alpha"}}
+POLICY_NAMES = tuple(_POLICIES)
 
 
 def get_policy(name: str, **kw) -> SelectionPolicy:
-    """Build a policy by name ("lms_threshold" takes ratio=; "lms_times_metric" takes nothing)."""
+    """Build a policy by name ("lms_threshold" takes ratio=; "lms_significance" alpha=; "lms_times_metric"
+    nothing)."""
     if name not in _POLICIES:
         raise ConfigError(f"unknown selection policy {name!r}; use one of {sorted(_POLICIES)}")
     unknown = set(kw) - _POLICY_KWARGS[name]

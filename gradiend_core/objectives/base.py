@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -26,6 +27,7 @@ from gradiend_core.errors import ModelError
 from gradiend_core.param_map import backbone_module
 
 Row = tuple[list[int], list[int], list[int]]  # (ids, label positions, label ids) of one training row
+LMS_KINDS = ("accuracy", "log_prob")  # what an LMS measures per scored position (Objective.lms_values)
 
 
 # ----------------------------------------------------------------------------- encoded batches
@@ -289,5 +291,21 @@ class Objective(ABC):
         """Tokenise (and mask, where the family scores masked tokens) the texts once."""
 
     @abstractmethod
-    def score_lms(self, model, prepared: PreparedLMS) -> dict:
+    def lms_values(self, model, prepared: PreparedLMS, kind: str = "accuracy") -> torch.Tensor:
+        """One score per scored position, (n,) float64 in the prepared order (eval mode, no grad); the LMS
+        is `lms_from_mean(values.mean(), kind)`, so two models scored on the same prepared inputs can be
+        compared position by position (the decoder grid's paired bootstrap)."""
+
+    def lms_from_mean(self, mean, kind: str = "accuracy"):
+        """The LMS from the mean position score (a float or an array of bootstrap means): the mean itself
+        (accuracy), or exp(mean log-probability) for log_prob (the inverse perplexity of the scored tokens:
+        positive, so `lms_threshold`'s ratio keeps its meaning)."""
+        return np.exp(mean) if kind == "log_prob" else mean
+
+    def lms_summary(self, values: torch.Tensor, kind: str = "accuracy") -> dict:
+        """{"lms", "n", ...} from the position scores of `lms_values`."""
+        return {"lms": float(self.lms_from_mean(float(values.mean()), kind)), "n": int(values.numel())}
+
+    def score_lms(self, model, prepared: PreparedLMS, kind: str = "accuracy") -> dict:
         """{"lms", "n", ...} of one model (eval mode, no grad) on prepared inputs."""
+        return self.lms_summary(self.lms_values(model, prepared, kind), kind)

@@ -3,7 +3,8 @@
 Inputs of a masked row (extraction and decoder grid alike): the text before the first [MASK], encoded
 with the tokenizer's own special tokens (Llama/OPT: BOS first; GPT-2: none) and cut from the left to
 max_length (leading special tokens kept); the logits at its last position score the first subtoken of
-the target. LMS: the average next-token negative log-likelihood over real tokens; LMS = 1 / (1 + avgNLL).
+the target. LMS: the average next-token negative log-likelihood over real tokens; LMS = 1 / (1 + avgNLL)
+(`decoder_grid.lms: log_prob`: exp(-avgNLL) = 1 / perplexity), from per-token log-probabilities.
 
 Deviation from the reference: targets are encoded with a leading space (" he") when the tokenizer is
 byte-level BPE (GPT-2 style); the reference encodes "he" without the space, i.e. the word-initial form
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -133,22 +135,36 @@ class CausalLM(Objective):
         return PreparedLMS(self, batches, len(texts), n)
 
     @torch.no_grad()
-    def score_lms(self, model, prepared: PreparedLMS) -> dict:
-        dev, nll, total = next(model.parameters()).device, 0.0, 0
+    def lms_values(self, model, prepared: PreparedLMS, kind: str = "accuracy") -> torch.Tensor:
+        """Per predicted token (row-major, after the shift): its log-probability, for either kind; the
+        kinds differ only in `lms_from_mean`."""
+        dev, out = next(model.parameters()).device, []
         for b in prepared.batches:
             logits = model(input_ids=b["input_ids"].to(dev), attention_mask=b["attention_mask"].to(dev)).logits
-            logits = logits[:, :-1].float()       # (B, T-1, V): position t predicts token t+1
-            target = b["labels"][:, 1:].to(dev)   # (B, T-1)
-            nll += float(torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="sum"))
-            total += int((target != -100).sum())
-        if total == 0:
+            logp = logits[:, :-1].float().log_softmax(-1)  # (B, T-1, V): position t predicts token t+1
+            target = b["labels"][:, 1:].to(dev)            # (B, T-1)
+            sel = target != -100
+            out.append(logp[sel].gather(1, target[sel][:, None])[:, 0].double().cpu())
+        values = torch.cat(out)
+        if values.numel() == 0:
             raise DataError("no token left to score after ignoring ids; pass longer texts or fewer ignore_ids")
-        avg = nll / total
-        ok = math.isfinite(avg) and 0.0 <= avg <= 700.0  # exp overflows past ~709
-        return {"lms": 1.0 / (1.0 + avg) if ok else 0.0, "avg_nll": avg,
-                "perplexity": math.exp(avg) if ok else float("inf"), "n": total}
+        return values
 
+    def lms_from_mean(self, mean, kind: str = "accuracy"):
+        """accuracy: the reference's 1 / (1 + average NLL) (0 when the NLL is not finite or above 700);
+        log_prob: exp(mean log-probability) = 1 / perplexity."""
+        if kind == "log_prob":
+            return np.exp(mean)
+        avg = -np.asarray(mean, dtype=float)
+        ok = np.isfinite(avg) & (avg >= 0.0) & (avg <= 700.0)  # exp overflows past ~709
+        out = np.where(ok, 1.0 / (1.0 + np.where(ok, avg, 0.0)), 0.0)
+        return float(out) if out.ndim == 0 else out
+
+    def lms_summary(self, values: torch.Tensor, kind: str = "accuracy") -> dict:
+        avg = -float(values.mean())
+        ok = math.isfinite(avg) and 0.0 <= avg <= 700.0
+        return {"lms": float(self.lms_from_mean(-avg, kind)), "avg_nll": avg,
+                "perplexity": math.exp(avg) if ok else float("inf"), "n": int(values.numel())}
 
 def _keep_end(ids: list[int], special: list[int], max_length: int) -> list[int]:
     """The last max_length ids, keeping the leading special tokens (a BOS) in front."""

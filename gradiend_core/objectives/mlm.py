@@ -3,7 +3,8 @@
 Training inputs: every [MASK] placeholder becomes n mask tokens for an n-subtoken target and the i-th
 mask is labelled with the i-th subtoken. Scoring inputs (decoder grid): the first [MASK] becomes k mask
 tokens for a k-piece candidate, later ones stay single mask tokens. LMS: top-1 accuracy of recovering
-~15% masked real tokens of neutral sentences.
+~15% masked real tokens of neutral sentences (`decoder_grid.lms: log_prob`: exp of their mean
+log-probability), scored per position so that two models can be compared position by position.
 
 Deviation from the reference: a template with several [MASK] placeholders expands every one of them to n
 masks (the reference labels the i-th mask overall with subtoken min(i, n-1)).
@@ -135,17 +136,20 @@ class MaskedLM(Objective):
         return PreparedLMS(self, batches, len(texts), n)
 
     @torch.no_grad()
-    def score_lms(self, model, prepared: PreparedLMS) -> dict:
-        dev, correct, total = next(model.parameters()).device, 0, 0
+    def lms_values(self, model, prepared: PreparedLMS, kind: str = "accuracy") -> torch.Tensor:
+        """Per masked position: 1.0 if the top-1 prediction is the original token, else 0.0 (accuracy), or
+        the log-probability of the original token (log_prob)."""
+        dev, out = next(model.parameters()).device, []
         for b in prepared.batches:
             sel = b["labels"].to(dev) != -100        # (B, T)
             rows, cols = sel.nonzero(as_tuple=True)  # (M,) each, row-major: the order of labels[sel]
             logits = self.logits_at(model, b["input_ids"].to(dev), b["attention_mask"].to(dev), rows, cols)
-            pred = logits.argmax(-1)  # (M,) one prediction per masked position
-            correct += int((pred == b["labels"].to(dev)[sel]).sum())
-            total += int(sel.sum())
-        return {"lms": correct / total, "n": total}
-
+            labels = b["labels"].to(dev)[sel]        # (M,)
+            if kind == "log_prob":
+                out.append(logits.float().log_softmax(-1).gather(1, labels[:, None])[:, 0].double().cpu())
+            else:
+                out.append((logits.argmax(-1) == labels).double().cpu())  # (M,) one prediction per position
+        return torch.cat(out)
 
 def _mask_one(ids: list[int], special: list[bool], ignore: set[int], mask_id: int, mask_ratio: float,
               gen: torch.Generator) -> tuple[list[int], list[int]] | None:

@@ -28,12 +28,25 @@ def artifact_key(experiment: str, stage: str, suffix: str | None = None) -> str:
 
 
 def fan_suffix(manifest: dict) -> str | None:
-    """A fanned-out stage's value (train-seed's seed) as a key suffix; None for other stages."""
-    seed = (manifest.get("config") or {}).get("seed")
+    """A fanned-out stage's value as a key suffix (train-seed's seed, rewrite's "<class>-<direction>");
+    None for other stages."""
+    conf = manifest.get("config") or {}
+    request = conf.get("request")
+    if isinstance(request, dict):
+        return f"{request.get('class')}-{request.get('direction')}"
+    seed = conf.get("seed")
     if seed is None:
         return None
     seed = int(seed)
     return str(seed) if seed >= 0 else f"neg{-seed}"  # "-1" would collide with seed 1 after slugify
+
+
+def interval(v: Any, lo: Any, hi: Any, digits: int = 3) -> str:
+    """'+0.048 [+0.031, +0.066]' (signed: a change or a difference), '–' when missing."""
+    if json_safe(v) is None:
+        return "–"
+    signed = lambda x: "–" if json_safe(x) is None else f"{float(x):+.{digits}g}"  # noqa: E731
+    return f"{signed(v)} [{signed(lo)}, {signed(hi)}]"
 
 
 def main_key(manifest: dict, experiment: str) -> str:

@@ -1,7 +1,7 @@
 """The run report: every stage of one flow run (key, reused or ran, seconds, its artifacts) and the headline."""
 from __future__ import annotations
 
-from .markdown import artifact_key, fmt, md_table
+from .markdown import artifact_key, fmt, interval, md_table
 
 
 def _headline(summary: dict) -> list[dict]:
@@ -13,15 +13,26 @@ def _headline(summary: dict) -> list[dict]:
     if "best_seed" in mt:
         rows.append({"metric": "best seed",
                      "value": f"{mt['best_seed']} ({mt.get('converged_seeds', '?')} convergent)"})
-    sel = mt.get("selected") or {}
-    if sel:
-        rows.append({"metric": f"rewrite: {mt.get('direction')} {mt.get('target_class')}",
-                     "value": f"{fmt(sel.get('base_value'))} -> {fmt(sel.get('value'))} (feature factor "
-                              f"{fmt(sel.get('feature_factor'))}, lr {fmt(sel.get('learning_rate'))})"})
-        rows.append({"metric": "LMS (base -> rewritten)",
-                     "value": f"{fmt(sel.get('base_lms'))} -> {fmt(sel.get('lms'))}"})
-    if summary.get("rewritten_model"):
-        rows.append({"metric": "rewritten model", "value": f"`{summary['rewritten_model']}`"})
+    rewrites = summary.get("rewrites")
+    if rewrites is None and mt.get("selected"):  # a summary from before several rewrites
+        rewrites = [{"class": mt.get("target_class"), "direction": mt.get("direction"), "selected": mt["selected"],
+                     "model": summary.get("rewritten_model")}]
+    for r in rewrites or []:
+        rows += _rewrite_rows(r)
+    return rows
+
+
+def _rewrite_rows(r: dict) -> list[dict]:
+    sel = r.get("selected") or {}
+    rows = [{"metric": f"rewrite: {r.get('direction')} {r.get('class')}",
+             "value": f"{fmt(sel.get('base_value'))} -> {fmt(sel.get('value'))} "
+                      f"(change {interval(sel.get('change'), sel.get('change_lo'), sel.get('change_hi'))}; "
+                      f"feature factor {fmt(sel.get('feature_factor'))}, lr {fmt(sel.get('learning_rate'))})"},
+            {"metric": f"LMS (base -> rewritten, {r.get('direction')} {r.get('class')})",
+             "value": f"{fmt(sel.get('base_lms'))} -> {fmt(sel.get('lms'))} "
+                      f"(difference {interval(sel.get('lms_diff'), sel.get('lms_diff_lo'), sel.get('lms_diff_hi'))})"}]
+    if r.get("model"):
+        rows.append({"metric": f"rewritten model ({r.get('direction')} {r.get('class')})", "value": f"`{r['model']}`"})
     return rows
 
 

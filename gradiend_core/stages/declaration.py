@@ -39,10 +39,15 @@ def needs(name: str, *stages: str, every: bool = False) -> Input:
 
 @dataclass(frozen=True)
 class FanOut:
-    """One plan step per value (e.g. one train-seed per seed); step ids are f"{stage}-{value}" and
-    the value enters the step's config slice as conf[param], so each step has its own key."""
+    """One plan step per value (e.g. one train-seed per seed, one rewrite per request); step ids are
+    f"{stage}-{label(value)}" and the value enters the step's config slice as conf[param], so each step
+    has its own key. `label`: how a value reads in step ids and fan-in input names (default str)."""
     param: str
-    values: Callable[[Any], list]      # cfg -> values, in order
+    values: Callable[[Any], list]      # cfg -> values, in order (JSON-able: they are hashed into keys)
+    label: Callable[[Any], str] = str  # value -> its part of the step id, unique among the values
+
+    def step_id(self, stage: str, value) -> str:
+        return f"{stage}-{self.label(value)}"
 
 
 @dataclass(frozen=True)

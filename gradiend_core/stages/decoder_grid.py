@@ -21,7 +21,8 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
 
 
 # version 2: no plots in the output (the report draws them)
-STAGE = Stage(name="decoder-grid", version="2", sections=("decoder_grid",), build=build,
+# version 3: per-item scores (lms_positions.parquet, row_probs.parquet) and paired bootstrap intervals
+STAGE = Stage(name="decoder-grid", version="3", sections=("decoder_grid",), build=build,
               inputs=(needs("model", "post-prune", "select-seed"), needs("base", "prepare-model"),
                       needs("data", "create-data")),
               split=Split(grid_parts.prepare, grid_parts.part, grid_parts.finalize,

@@ -49,10 +49,16 @@ def setup(conf: dict, inputs: dict):
 
 
 def write_outputs(out: Path, result: GridResult) -> dict:
-    """grid.parquet and grid.json; returns the manifest info."""
+    """grid.parquet, grid.json and the per-item scores behind the intervals (lms_positions.parquet: every
+    table row's score of every LMS position; row_probs.parquet: P(class) of every probability row);
+    returns the manifest info."""
     result.table.to_parquet(out / "grid.parquet", index=False)
+    lms, probs = result.scores.frames(result.classes, result.dataset_classes)
+    lms.to_parquet(out / "lms_positions.parquet", index=False)
+    probs.to_parquet(out / "row_probs.parquet", index=False)
     atomic_write_json(out / "grid.json", result.to_json())
-    return {"summary": result.summary, "base_lms": result.base_lms, "n_cells": int(len(result.table))}
+    return {"summary": result.summary, "base_lms": result.base_lms, "n_cells": int(len(result.table)),
+            "n_lms_positions": int(result.scores.lms_values.shape[1]), "n_rows": int(result.scores.row_probs.shape[1])}
 
 
 def split_cells(n_cells: int, parts: int) -> list[list[int]]:

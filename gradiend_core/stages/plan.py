@@ -16,7 +16,7 @@ from .runner import run_report, run_stage
 
 @dataclass
 class StagePlan:
-    id: str                    # unique in the plan, e.g. "train-seed-1"
+    id: str                    # unique in the plan, e.g. "train-seed-1", "rewrite-3SG-strengthen"
     decl: Stage
     conf: dict
     paths: dict                # where input files live (not hashed: their digests are in conf)
@@ -40,7 +40,7 @@ def plan(cfg) -> dict[str, StagePlan]:
         paths = decl.paths(cfg) if decl.paths else {}
         values = decl.fanout.values(cfg) if decl.fanout else [None]
         for v in values:
-            sid = decl.name if decl.fanout is None else f"{decl.name}-{v}"
+            sid = decl.name if decl.fanout is None else decl.fanout.step_id(decl.name, v)
             p = StagePlan(sid, decl, decl.slice(cfg, v), paths, inputs)
             p.key = stage_key(decl.name, decl.version, p.conf, {n: steps[i].key for n, i in inputs.items()})
             p.report_key = report_key(decl, p.key)
@@ -55,7 +55,7 @@ def _wire(decl: Stage, instances: dict[str, list[StagePlan]]) -> dict[str, str]:
     for inp in decl.inputs:
         found = _upstream(inp, instances)
         if inp.every:
-            out.update({f"{inp.name}_{s.conf[s.decl.fanout.param]}": s.id for s in found})
+            out.update({f"{inp.name}_{s.decl.fanout.label(s.conf[s.decl.fanout.param])}": s.id for s in found})
         else:
             out[inp.name] = found[0].id
     return out

@@ -1,5 +1,9 @@
-"""rewrite: apply the selected update to the base model and save it with its tokenizer.
+"""rewrite: apply the selected update to the base model and save it with its tokenizer, once per request.
 
+One plan step per request {class, direction} of `rewrite.targets` (or the `target_class` + `direction`
+shorthand), fanned out like train-seed: step ids `rewrite-<class>-<direction>`, each with its own key
+(its request and the upstream keys, so adding a request re-runs no other). Each step reads the
+decoder grid's selection for its request ("<class>" to strengthen, "<class>_weaken" to weaken).
 The result loads with `transformers.pipeline(TASK, model=DIR)`, TASK being the objective's pipeline task
 ("fill-mask" for MLMs, "text-generation" for CLMs; recorded as `pipeline_task`).
 """
@@ -17,41 +21,46 @@ from ..io import atomic_write_json, read_json
 from ..reports import rewrite as report
 from ..manifests import info, load_prepared_model, out_path
 from .common import pin_torch_threads
-from .declaration import Report, Stage, needs
+from .declaration import FanOut, Report, Stage, needs
 
 N_EXAMPLES = 8
 
 
-def summary_key(r: dict, classes: list[str], default: str) -> tuple[str, str]:
-    """(target class, its grid selection key); the default target is the GRADIEND's +1 class."""
-    target = r["target_class"] or default
-    if target not in classes:
-        from ..config_loader import suggest
+def summary_key(request: dict) -> str:
+    """The decoder-grid summary entry of a request: "<class>" strengthens it, "<class>_weaken" weakens it."""
+    return request["class"] if request["direction"] == "strengthen" else f"{request['class']}_weaken"
 
-        raise ConfigError(f"rewrite.target_class '{target}' is not a class{suggest(target, classes)}; "
-                          f"use one of {', '.join(classes)}")
-    return target, target if r["direction"] == "strengthen" else f"{target}_weaken"
+
+def request_label(request: dict) -> str:
+    """A request in step ids and artifact keys: "<class>-<direction>"."""
+    return f"{request['class']}-{request['direction']}"
+
+
+def requests(cfg) -> list[dict]:
+    """The checked requests; the shorthand's default class is the GRADIEND's +1 class (train.pair's first)."""
+    return cfg.rewrite.requests(list(cfg.pair()))
 
 
 def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     pin_torch_threads(2)  # see common.pin_torch_threads
-    r = conf["rewrite"]
+    request = conf["request"]
     class_words = dict(info(inputs["data"])["classes"])  # ordered [name, words] pairs
-    base = load_prepared_model(inputs["base"])
-    g = load_gradiend(out_path(inputs["model"]) / "model", expected_digest=base.digest)
-    plus = next(c for c, d in g.directions.items() if d > 0)
-    target, key = summary_key(r, list(class_words), plus)
-    summary = read_json(out_path(inputs["grid"]) / "grid.json")["summary"]
+    target, key = request["class"], summary_key(request)
+    grid = read_json(out_path(inputs["grid"]) / "grid.json")
+    summary, part = grid["summary"], grid["config"].get("part", "decoder")  # the part the grid scored
     if key not in summary:
         raise ConfigError(f"the decoder grid has no selection for '{key}'; available: {', '.join(summary)}")
     chosen = summary[key]
-    rewritten = g.rewrite(base.model, lr=chosen["learning_rate"], feature_factor=chosen["feature_factor"])
+    base = load_prepared_model(inputs["base"])
+    g = load_gradiend(out_path(inputs["model"]) / "model", expected_digest=base.digest)
+    rewritten = g.rewrite(base.model, lr=chosen["learning_rate"], feature_factor=chosen["feature_factor"], part=part)
     rewritten.save_pretrained(out / "model")
     base.tokenizer.save_pretrained(out / "model")
-    examples = example_probabilities(base, rewritten, out_path(inputs["data"]), class_words, target, r["direction"])
+    examples = example_probabilities(base, rewritten, out_path(inputs["data"]), class_words, target,
+                                     request["direction"])
     atomic_write_json(out / "examples.json", examples)
-    return {"target_class": target, "direction": r["direction"], "selected": chosen,
-            "model_subdir": "model", "examples_mean": _means(examples),
+    return {"target_class": target, "direction": request["direction"], "request": request_label(request),
+            "selected": chosen, "part": part, "model_subdir": "model", "examples_mean": _means(examples),
             "objective": base.objective.name, "pipeline_task": base.objective.pipeline_task}
 
 
@@ -76,7 +85,9 @@ def _means(examples: list) -> dict:
     return {c: float(df[c].mean()) for c in df.columns if c.startswith("p_")}
 
 
-STAGE = Stage(name="rewrite", version="1", sections=("rewrite",), build=build,
+# version 2: one step per request (its key: the request, not the whole section); the grid's `part` is used
+STAGE = Stage(name="rewrite", version="2", sections=("rewrite",), build=build, conf=lambda cfg: {},
               inputs=(needs("grid", "decoder-grid"), needs("model", "post-prune", "select-seed"),
                       needs("base", "prepare-model"), needs("data", "create-data")),
+              fanout=FanOut("request", requests, label=request_label),
               report=Report(artifacts=report.artifacts))

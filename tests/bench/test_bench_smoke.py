@@ -1,6 +1,6 @@
 """Each bench script's --smoke mode, run as a subprocess: one JSON object on stdout with the documented keys.
 
-The four scripts start together (they are mostly process start-up and tiny models) so the file stays
+The scripts start together (they are mostly process start-up and tiny models) so the file stays
 within a few minutes on two cores.
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ SCRIPTS = {
     "extraction-limit": ["bench/extraction_limit.py", "--profile"],
     "cache-reuse": ["bench/cache_reuse.py"],
     "scaling": ["bench/scaling.py"],
+    "decoder-policies": ["bench/decoder_policies.py"],
 }
 TIMEOUT = 420  # the four run side by side on two cores (~140 s alone on a quiet machine)
 
@@ -94,7 +95,7 @@ def test_cache_reuse_smoke(outputs):
     assert "extract-gradients" in o["cold"]["ran"]
     runs = o["reruns"]
     grid = runs["decoder_grid.learning_rates"]
-    assert set(grid["ran"]) == {"decoder-grid", "rewrite"}
+    assert set(grid["ran"]) == {"decoder-grid", "rewrite-3SG-strengthen"}
     assert "extract-gradients" in grid["cached"] and 0 < grid["fraction_of_cold"]
     lr = runs["train.learning_rate"]
     assert any(s.startswith("train-seed") for s in lr["ran"]) and "extract-gradients" in lr["cached"]
@@ -116,3 +117,15 @@ def test_scaling_smoke(outputs):
     models = list(o["by_model"].values())
     assert len(models) == 2
     assert models[1]["extract-gradients"]["dim"] > models[0]["extract-gradients"]["dim"]
+
+
+def test_decoder_policies_smoke(outputs):
+    o = parsed(outputs, "decoder-policies")
+    (exp,) = o["experiments"]
+    assert exp["heldout_rows"] > 0 and exp["heldout_texts"] > 0 and exp["n_lms_positions"] > 0
+    variants = {s["variant"] for s in exp["selections"]}
+    assert variants == set(o["variants"]) and {"threshold (reference)", "significance"} <= variants
+    for s in exp["selections"]:
+        assert {"effect", "lms_accuracy", "lms_log_prob"} <= set(s["heldout"])
+        assert s["heldout"]["effect"]["lo"] <= s["heldout"]["effect"]["change"] <= s["heldout"]["effect"]["hi"]
+    assert set(o["aggregate"]["all_metrics"]) == set(o["variants"])

@@ -19,7 +19,7 @@ def test_run_exits_zero_with_output_and_logs_delivered(tiny_config, tmp_path):
     r = _cli("run", str(tiny_config), "--store", str(tmp_path / "store"), "--json", home=tmp_path / "home")
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads(r.stdout.strip().splitlines()[-1])
-    assert summary["stages"]["rewrite"]["cached"] is False
+    assert summary["stages"]["rewrite-3SG-strengthen"]["cached"] is False
     assert "Finished in state Completed" in r.stderr
     # the local API server stops only after Prefect has sent its last log lines
     assert "Error logging to API" not in r.stderr and "connection attempts failed" not in r.stderr

@@ -36,7 +36,7 @@ def test_two_concurrent_runs_compute_each_stage_once(tiny_config, tmp_path):
         assert p.returncode == 0, err[-3000:]
     a, b = (json.loads(out.strip().splitlines()[-1]) for out, _ in outs)
 
-    assert set(a) == set(b) and {"extract-gradients", "train-seed-1", "rewrite"} <= set(a)
+    assert set(a) == set(b) and {"extract-gradients", "train-seed-1", "rewrite-3SG-strengthen"} <= set(a)
     for sid in a:  # same outputs; exactly one of the two runs built each stage, the other reused it
         assert a[sid]["key"] == b[sid]["key"] and a[sid]["files"] == b[sid]["files"], sid
         assert a[sid]["cached"] != b[sid]["cached"], sid

@@ -221,7 +221,7 @@ def test_run_through_deployment(client, deployed, finished, capsys):
     # the flow's return value (persisted by the worker) is the pipeline summary of a cold store
     summary = finished["run"].state.result()
     stages = summary["stages"]
-    assert {"train-seed-0", "train-seed-1", "select-seed", "decoder-grid", "rewrite"} <= set(stages)
+    assert {"train-seed-0", "train-seed-1", "select-seed", "decoder-grid", "rewrite-3SG-strengthen"} <= set(stages)
     assert not any(st["cached"] for st in stages.values())
     assert Path(summary["store"]) == deployed["store"].resolve()
     assert -1.0 <= summary["metrics"]["encoder_correlation"] <= 1.0
@@ -239,9 +239,9 @@ def test_run_through_deployment(client, deployed, finished, capsys):
     name = yaml.safe_load(deployed["experiment"].read_text())["name"]
     keys = set(finished["artifacts"])
     expected = {artifact_key(name, s) for s in ("prepare-model", "create-data", "extract-gradients", "pre-prune",
-                                                "select-seed", "evaluate-encoder", "decoder-grid", "rewrite",
-                                                "report")}
+                                                "select-seed", "evaluate-encoder", "decoder-grid", "report")}
     expected |= {artifact_key(name, "train-seed", str(i)) for i in (0, 1)}
+    expected |= {artifact_key(name, "rewrite", "3SG-strengthen")}  # one per rewrite request
     assert expected <= keys, expected - keys
     report = finished["artifacts"][artifact_key(name, "report")].data
     assert all(st["key"] in report for st in stages.values())

@@ -7,6 +7,7 @@ import pytest
 from flows.cli import main
 
 UPSTREAM = ["prepare-model", "create-data", "extract-gradients"]
+REWRITE = "rewrite-3SG-strengthen"  # the default request: strengthen the first class
 
 
 
@@ -18,7 +19,7 @@ def test_cold_warm_and_partial_reruns(capsys, run_json, prefect_home, tiny_confi
     store = tmp_path / "store"
     cold = run_json(tiny_config, store)
     assert ran(cold) == set(cold["stages"])  # everything computed
-    assert {"train-seed-0", "train-seed-1", "select-seed", "rewrite"} <= set(cold["stages"])
+    assert {"train-seed-0", "train-seed-1", "select-seed", REWRITE} <= set(cold["stages"])
     assert -1.0 <= cold["metrics"]["encoder_correlation"] <= 1.0
 
     warm = run_json(tiny_config, store)
@@ -26,10 +27,10 @@ def test_cold_warm_and_partial_reruns(capsys, run_json, prefect_home, tiny_confi
     assert {k: v["key"] for k, v in warm["stages"].items()} == {k: v["key"] for k, v in cold["stages"].items()}
 
     lr = run_json(tiny_config, store, "train.learning_rate=5e-4")
-    assert ran(lr) == {"train-seed-0", "train-seed-1", "select-seed", "evaluate-encoder", "decoder-grid", "rewrite"}
+    assert ran(lr) == {"train-seed-0", "train-seed-1", "select-seed", "evaluate-encoder", "decoder-grid", REWRITE}
 
     grid = run_json(tiny_config, store, "decoder_grid.learning_rates=[2.0, 0.5]")
-    assert ran(grid) == {"decoder-grid", "rewrite"}
+    assert ran(grid) == {"decoder-grid", REWRITE}
 
     src = run_json(tiny_config, store, "train.source=factual")
     assert not (ran(src) & set(UPSTREAM))
@@ -43,7 +44,7 @@ def test_cold_warm_and_partial_reruns(capsys, run_json, prefect_home, tiny_confi
     from flows.api import RunResult
     from gradiend_core.store import LocalStore
 
-    rewrite = LocalStore(store).manifest("rewrite", cold["stages"]["rewrite"]["key"])["info"]
+    rewrite = LocalStore(store).manifest("rewrite", cold["stages"][REWRITE]["key"])["info"]
     assert (rewrite["objective"], rewrite["pipeline_task"]) == ("mlm", "fill-mask")
     model, _ = RunResult(cold, str(store)).load_model()  # loaded with the objective the rewrite recorded
     assert type(model).__name__ == "BertForMaskedLM"
@@ -126,5 +127,5 @@ def test_a_plot_change_redraws_without_rerunning_any_stage(run_json, prefect_hom
     assert {sid for sid, st in again["stages"].items() if "report" in st and not st["report"]["cached"]} == drawn
     for sid in drawn:  # ... and every plot was drawn again, into a new report output
         new, old = again["stages"][sid]["report"]["key"], cold["stages"][sid]["report"]["key"]
-        stage = sid.rsplit("-", 1)[0] if sid.startswith("train-seed-") else sid
+        stage = again["stages"][sid]["stage"]
         assert new != old and list((store / f"{stage}-report" / new).glob("*.png"))

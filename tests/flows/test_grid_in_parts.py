@@ -31,7 +31,8 @@ def test_grid_parts_publish_the_one_task_files(run_json, prefect_home, tiny_conf
     one = run_json(tiny_config, tmp_path / "one")
     key = one["stages"]["decoder-grid"]["key"]
     reference = grid_files(tmp_path / "one", one)
-    assert set(reference) == {"grid.parquet", "grid.json"}  # the plots are its report's
+    # the plots are its report's; the per-item scores behind the intervals are the grid's
+    assert set(reference) == {"grid.parquet", "grid.json", "lms_positions.parquet", "row_probs.parquet"}
     report = one["stages"]["decoder-grid"]["report"]["key"]
     assert list((tmp_path / "one" / "decoder-grid-report" / report).glob("probability_shifts_*.png"))
     assert "parts" not in one["stages"]["decoder-grid"]

@@ -17,7 +17,7 @@ def test_three_classes_train_only_the_pairs_transitions(run_json, prefect_home, 
     store = tmp_path / "store"
     s = run_json(tmp_path / "three.yaml", store)
     pair = {"3SG->3PL", "3PL->3SG"}
-    m = {sid: open_store(store).load(sid.rsplit("-", 1)[0] if sid.startswith("train-seed") else sid, st["key"])
+    m = {sid: open_store(store).load(st["stage"], st["key"])
          for sid, st in s["stages"].items()}
     rows = pd.read_parquet(f"{m['extract-gradients']['path']}/rows.parquet").set_index("store_row")
     transition = rows["factual_class"] + "->" + rows["alternative_class"]

@@ -12,7 +12,7 @@ def digests(location: str, summary: dict) -> dict:
     s = open_store(location)
     out = {}
     for sid, st in summary["stages"].items():
-        stage = "train-seed" if sid.startswith("train-seed-") else sid
+        stage = st["stage"]
         out.update({(sid, rel): f["sha256"] for rel, f in s.manifest(stage, st["key"])["files"].items()})
     return out
 

@@ -1,15 +1,17 @@
 import copy
 import json
+import math
 
 import pandas as pd
 import pytest
 import torch
 
 from gradiend_core.decoder_eval import (DEFAULT_LEARNING_RATES, DecoderGridConfig, base_record, decoder_rows,
-                                        evaluate_decoder_grid, grid_result, prepare_grid, prepare_probability_rows,
-                                        prob_column, score_cells)
+                                        evaluate_decoder_grid, evaluate_prepared, grid_result, prepare_grid,
+                                        prepare_probability_rows, prob_column, score_cells)
 from gradiend_core.errors import ConfigError, DataError, ModelError
 from gradiend_core.gradiend import Gradiend
+from gradiend_core.grid_stats import change_column
 from gradiend_core.lms import lms_clm, lms_mlm
 from gradiend_core.model import GradiendModel
 from gradiend_core.param_map import select_parameters
@@ -26,7 +28,7 @@ NEUTRAL = ["the dog went to the park today .", "a man saw the cat at night .", "
 # "zed" is not in the tiny vocabulary: WordPiece splits it into 3 pieces (multi-mask path).
 WORDS = {"3SG": ["he", "she", "zed"], "3PL": ["they"]}
 LRS = [0.5, 20.0]
-CFG = DecoderGridConfig(learning_rates=LRS)
+CFG = DecoderGridConfig(learning_rates=LRS, lms="accuracy")  # the reference's LMS, to compare with lms_mlm
 
 
 def _gradiend(model, seed=0):
@@ -185,7 +187,7 @@ def test_clm_cell_matches_direct_next_token_probability():
     words = {"3SG": ["he", "she"], "3PL": ["they"]}
     rows = ROWS.iloc[[0, 2]]
     res = evaluate_decoder_grid(model, tok, "clm", g, rows, NEUTRAL, words,
-                                DecoderGridConfig(learning_rates=[20.0], feature_factors=[1.0]))
+                                DecoderGridConfig(learning_rates=[20.0], feature_factors=[1.0], lms="accuracy"))
     prepared = prepare_probability_rows(tok, "clm", rows, words)
     assert prepared.candidates == {"3SG": ["he", "she"], "3PL": ["they"]}  # " He" is 3 pieces: not a variant
     rewritten = _rewrite_by_hand(model, g, 20.0, 1.0)
@@ -234,9 +236,12 @@ def test_row_cap_and_bad_inputs():
 
 def test_config_validation_and_defaults():
     assert DecoderGridConfig().lrs() == sorted(DEFAULT_LEARNING_RATES) and len(DEFAULT_LEARNING_RATES) == 16
+    default = DecoderGridConfig()
+    assert (default.policy, default.lms, default.lms_ratio) == ("lms_threshold", "log_prob", 0.99)
     for bad in (dict(policy="best"), dict(part="head"), dict(learning_rates=[]),
                 dict(learning_rates=[float("nan")]), dict(batch_size=0), dict(lms_ratio=0),
-                dict(max_rows_per_class=0)):
+                dict(max_rows_per_class=0), dict(lms="perplexity"), dict(alpha=0.0), dict(alpha=1.5),
+                dict(ci_level=1.0), dict(bootstrap=0)):
         with pytest.raises(ConfigError):
             DecoderGridConfig(**bad).validate()
 
@@ -245,3 +250,72 @@ def test_decoder_rows_prefers_test_split():
     df = pd.concat([ROWS.assign(split="train"), ROWS.iloc[:1].assign(split="validation")])
     assert list(decoder_rows(df)["split"]) == ["validation"]
     assert len(decoder_rows(ROWS)) == 4
+
+
+# ----------------------------------------------------------------------------- paired LMS and intervals
+
+def _direct_mlm_position_scores(model, prepared, kind):
+    """Every prepared masked position scored straight from the HF model's full forward (no grid code)."""
+    out = []
+    with torch.no_grad():
+        for b in prepared.batches:
+            logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits  # (B, T, V)
+            sel = b["labels"] != -100
+            at, labels = logits[sel], b["labels"][sel]                                            # (M, V), (M,)
+            if kind == "log_prob":
+                out += at.log_softmax(-1).gather(1, labels[:, None])[:, 0].tolist()
+            else:
+                out += (at.argmax(-1) == labels).double().tolist()
+    return out
+
+
+@pytest.mark.parametrize("kind", ["accuracy", "log_prob"])
+def test_paired_lms_of_a_cell_is_the_rewritten_model_scored_on_the_base_positions(kind):
+    """The grid stores every row's score per LMS position; a cell's row equals the rewritten model scored
+    directly on the SAME masked positions as the base model, and the LMS / difference follow from them."""
+    model, tok = tiny_mlm(seed=1)
+    g = _gradiend(model)
+    cfg = DecoderGridConfig(learning_rates=LRS, lms=kind)
+    grid = prepare_grid(tok, "mlm", g, ROWS, NEUTRAL, WORDS, cfg)
+    res = evaluate_prepared(model, g, grid)
+    ff, lr = g.feature_factor("3SG"), 20.0
+    row = int(res.table.index[(res.table["feature_factor"] == ff) & (res.table["learning_rate"] == lr)][0])
+    rewritten = _rewrite_by_hand(model, g, lr, ff)
+    direct = _direct_mlm_position_scores(rewritten, grid.lms, kind)
+    base = _direct_mlm_position_scores(tiny_mlm(seed=1)[0], grid.lms, kind)
+    assert res.scores.lms_values[row].tolist() == pytest.approx(direct, abs=1e-5)
+    assert res.scores.lms_values[0].tolist() == pytest.approx(base, abs=1e-5)
+    to_lms = (lambda v: sum(v) / len(v)) if kind == "accuracy" else (lambda v: math.exp(sum(v) / len(v)))
+    cell = res.table.iloc[row]
+    assert cell["lms"] == pytest.approx(to_lms(direct), rel=1e-5)
+    assert cell["lms_diff"] == pytest.approx(to_lms(direct) - to_lms(base), rel=1e-5, abs=1e-9)
+    assert cell["lms_diff_lo"] <= cell["lms_diff"] <= cell["lms_diff_hi"]
+    assert res.table.iloc[0][["lms_diff", "lms_diff_lo", "lms_diff_hi", "lms_p"]].tolist() == [0.0, 0.0, 0.0, 1.0]
+    if kind == "accuracy":
+        assert cell["lms"] == pytest.approx(lms_mlm(rewritten, tok, NEUTRAL, seed=CFG.seed)["lms"])
+    if kind == "log_prob":  # the rewrite moved the scores (the random tiny model's accuracy stays 0)
+        assert all(abs(a - b) > 1e-6 for a, b in zip(direct, base))
+
+
+def test_class_probability_change_and_its_interval_per_cell(mlm_grid):
+    _, _, g, res, _, _ = mlm_grid
+    base = res.base_row()
+    for _, cell in res.table.iterrows():
+        for c in ("3SG", "3PL"):
+            for d in ("3SG", "3PL"):
+                name = change_column(c, d)
+                assert cell[name] == pytest.approx(cell[prob_column(c, d)] - base[prob_column(c, d)], abs=1e-12)
+                assert cell[f"{name}_lo"] - 1e-12 <= cell[name] <= cell[f"{name}_hi"] + 1e-12
+    s = res.summary["3SG"]
+    assert s["change"] == pytest.approx(s["value"] - s["base_value"], abs=1e-12)
+    assert s["change_lo"] <= s["change"] <= s["change_hi"] and s["n_rows"] == 2
+    w = res.summary["3SG_weaken"]
+    assert w["change"] == pytest.approx(w["value"] - w["base_value"], abs=1e-12)
+
+
+def test_the_intervals_are_seeded_bytes():
+    model, tok = tiny_mlm(seed=1)
+    g = _gradiend(model)
+    a = evaluate_decoder_grid(model, tok, "mlm", g, ROWS, NEUTRAL, WORDS, CFG)
+    b = evaluate_decoder_grid(model, tok, "mlm", g, ROWS, NEUTRAL, WORDS, CFG)
+    pd.testing.assert_frame_equal(a.table, b.table, check_exact=True)

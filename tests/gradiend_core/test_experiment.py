@@ -46,6 +46,14 @@ def test_overrides_and_yaml_numbers(tmp_path):
     ("", ["runner.grid_parts=-3"], "set runner.grid_parts: 1 for one task"),
     ("", ["runner.grid_parts=two"], "runner.grid_parts: expected int, got 'two'"),
     ("", ["runner.grid_parts=2.5"], "runner.grid_parts: expected int, got 2.5"),
+    ("", ["rewrite.targets=[]"], "rewrite.targets is empty"),
+    ("", ["rewrite.targets=[{clas: 3SG}]"], "did you mean 'class'"),
+    ("", ["rewrite.targets=[{direction: weaken}]"], "rewrite.targets[0] has no class"),
+    ("", ["rewrite.targets=[{class: 3SG, direction: down}]"], "not one of strengthen, weaken"),
+    ("", ["rewrite.targets=[{class: 3SG}, {class: 3SG, direction: strengthen}]"], "repeats"),
+    ("", ["rewrite.targets=[{class: 3SG}]", "rewrite.target_class=3PL"], "move that request into targets"),
+    ("", ["decoder_grid.lms=perplexity"], "not one of accuracy, log_prob"),
+    ("", ["decoder_grid.policy=lms_significance", "decoder_grid.alpha=0"], "alpha must be a number in (0, 1)"),
 ])
 def test_bad_config_errors_are_one_line(tmp_path, text, overrides, needle):
     p = tmp_path / "e.yaml"
@@ -78,3 +86,20 @@ def test_person_number_example_trains_a_pair_of_five_classes():
     assert list(class_map(cfg.data)) == ["1SG", "1PL", "2", "3SG", "3PL"] and cfg.pair() == ("1SG", "1PL")
     with pytest.raises(ConfigError, match="train.pair: '3SF' is not a data class"):
         load_experiment("examples/person_number.yaml", ["train.pair=[1SG, 3SF]"])
+
+
+def test_rewrite_requests_are_plan_steps_with_their_own_keys():
+    from gradiend_core.stages.plan import plan
+
+    def rewrites(*sets):
+        return {sid: p for sid, p in plan(load_experiment(None, list(sets))).items() if p.stage == "rewrite"}
+
+    default = rewrites()
+    assert list(default) == ["rewrite-3SG-strengthen"]  # the shorthand: the first class, strengthened
+    assert default["rewrite-3SG-strengthen"].conf == {"request": {"class": "3SG", "direction": "strengthen"}}
+    assert list(rewrites("rewrite.target_class=3PL", "rewrite.direction=weaken")) == ["rewrite-3PL-weaken"]
+    two = rewrites("rewrite.targets=[{class: 3SG}, {class: 3PL, direction: weaken}]")
+    assert list(two) == ["rewrite-3SG-strengthen", "rewrite-3PL-weaken"]
+    assert two["rewrite-3SG-strengthen"].key == default["rewrite-3SG-strengthen"].key  # same request, same key
+    with pytest.raises(ConfigError, match="did you mean '3PL'"):
+        rewrites("rewrite.targets=[{class: 3PLL}]")

@@ -166,3 +166,33 @@ def test_errors(mlm, clm):
         prepare_lms(mtok, TEXTS, "mlm", mask_ratio=0.0)
     with pytest.raises(DataError):
         prepare_lms(ctok, ["the"], "clm")  # one token: nothing to predict after the shift
+
+
+def test_position_scores_give_the_lms_for_both_families(mlm, clm):
+    """lms_values: one score per scored position, whose mean gives the LMS through lms_from_mean."""
+    from gradiend_core.lms import lms_values
+
+    model, tok = mlm
+    prepared = prepare_lms(tok, TEXTS, "mlm", seed=3)
+    acc, logp = lms_values(model, prepared, "accuracy"), lms_values(model, prepared, "log_prob")
+    assert acc.shape == logp.shape == (prepared.n_scored,) and set(acc.tolist()) <= {0.0, 1.0}
+    assert score_lms(model, prepared)["lms"] == acc.mean().item()
+    assert score_lms(model, prepared, "log_prob")["lms"] == pytest.approx(math.exp(logp.mean().item()))
+    assert (logp <= 0).all()
+    model, tok = clm
+    prepared = prepare_lms(tok, TEXTS, "clm")
+    logp = lms_values(model, prepared, "log_prob")
+    assert torch.equal(logp, lms_values(model, prepared, "accuracy"))  # CLM: log p for either kind
+    direct = []
+    with torch.no_grad():
+        for b in prepared.batches:
+            lp = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits[:, :-1].log_softmax(-1)
+            target = b["labels"][:, 1:]
+            sel = target != -100
+            direct += lp[sel].gather(1, target[sel][:, None])[:, 0].tolist()
+    assert logp.tolist() == pytest.approx(direct, abs=1e-6)
+    avg = -sum(direct) / len(direct)
+    assert score_lms(model, prepared)["lms"] == pytest.approx(1 / (1 + avg), rel=1e-6)
+    assert score_lms(model, prepared, "log_prob")["lms"] == pytest.approx(math.exp(-avg), rel=1e-6)
+    with pytest.raises(ConfigError, match="LMS kind"):
+        score_lms(model, prepared, "perplexity")

@@ -123,7 +123,7 @@ def test_probability_shifts(tmp_path):
     np.testing.assert_allclose(lms_line.get_xdata(), [0.01, 0.1, 1.0])
     np.testing.assert_allclose(lms_line.get_ydata(), [0.5, 0.45, 0.4])  # the ff=+1 cells only
     legend = _legend_texts(axes[0])
-    assert "LMS of base model (0.500)" in legend and "selected lr = 0.1" in legend
+    assert "LMS of base model (0.5)" in legend and "selected lr = 0.1" in legend
     # The target-class curve on the 3PL panel is thick and starred at the selected lr.
     thick = [line for line in axes[2].lines if line.get_linewidth() > 2]
     assert len(thick) == 1 and thick[0].get_label() == "P(3SG) after rewrite"
@@ -141,3 +141,50 @@ def test_probability_shifts_symlog_and_errors(tmp_path):
     empty.table = empty.table.iloc[0:0]
     with pytest.raises(DataError, match="empty"):
         plot_probability_shifts(empty, tmp_path / "p.png", "3SG")
+
+
+def _with_intervals(grid, lo=-0.02, hi=0.01):
+    t = grid.table.copy()
+    t["lms_diff"] = t["lms"] - grid.base_lms
+    t["lms_diff_lo"], t["lms_diff_hi"] = t["lms_diff"] + lo, t["lms_diff"] + hi
+    t["lms_p"] = [1.0] + [0.5, 0.5, 0.001] * 2
+    for c in grid.classes:
+        for d in grid.dataset_classes:
+            name, col = f"change_{c}_on_{d}", prob_column(c, d)
+            t[name] = t[col] - t.loc[0, col]
+            t[f"{name}_lo"], t[f"{name}_hi"] = t[name] + lo, t[name] + hi
+    grid.table = t
+    return grid
+
+
+def test_probability_shifts_default_rates_are_all_ticked_and_decades_labelled():
+    from gradiend_core.decoder_eval import DEFAULT_LEARNING_RATES
+
+    lrs = sorted(DEFAULT_LEARNING_RATES)
+    fig = probability_shifts_figure(_grid(lrs=tuple(lrs)), "3SG")
+    for ax in _all_axes(fig):
+        assert list(ax.get_xticks()) == lrs  # every rate keeps its tick
+        labels = [t.get_text() for t in ax.get_xticklabels()]
+        assert [x for x in labels if x] == ["0.001", "0.01", "0.1", "1", "10", "100"]
+
+
+def test_tick_labels_without_decades_label_every_kth_rate():
+    from gradiend_core.plots import lr_tick_labels
+
+    labels = lr_tick_labels(np.array([0.3, 0.5, 0.7, 2, 3, 5, 7, 20, 30, 50, 70, 200]), max_labels=6)
+    assert labels == ["0.3", "", "0.7", "", "3", "", "7", "", "30", "", "70", ""]
+    assert lr_tick_labels(np.array([-1.0, 0.0, 0.1, 1.0])) == ["-1", "0", "0.1", "1"]
+
+
+def test_probability_shifts_draws_the_interval_bands_and_significant_drops():
+    grid = _with_intervals(_grid())
+    grid.config = {"policy": "lms_significance", "alpha": 0.05, "ci_level": 0.9}
+    fig = probability_shifts_figure(grid, "3SG")
+    axes = _all_axes(fig)
+    band = axes[0].collections[0]  # the LMS band: base LMS + the paired difference's interval
+    ys = band.get_paths()[0].vertices[:, 1]
+    assert ys.min() == pytest.approx(0.5 - 0.1 - 0.02) and ys.max() == pytest.approx(0.5 + 0.01)
+    assert "90% CI (paired with base)" in _legend_texts(axes[0]) and "bands = 90%" in fig.get_suptitle()
+    assert all(len(ax.collections) == 2 for ax in axes[1:])  # one band per class curve
+    crosses = [line for line in axes[0].lines if line.get_marker() == "x"]
+    assert len(crosses) == 1 and list(crosses[0].get_xdata()) == [1.0]  # p = 0.001 < alpha at lr 1

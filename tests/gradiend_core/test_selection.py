@@ -4,7 +4,7 @@ import random
 import pytest
 
 from gradiend_core.errors import ConfigError
-from gradiend_core.selection import LMSThresholdPolicy, LMSTimesMetricPolicy, get_policy
+from gradiend_core.selection import LMSSignificancePolicy, LMSThresholdPolicy, LMSTimesMetricPolicy, get_policy
 
 
 def cand(ff, lr, lms, metric):
@@ -73,3 +73,26 @@ def test_get_policy_by_name_and_errors():
         get_policy("lms_times_metric", ratio=0.9)
     with pytest.raises(ConfigError, match="lms_ratio"):
         get_policy("lms_threshold", ratio=-1)
+
+
+def test_significance_drops_only_cells_significantly_below_the_base():
+    cands = [dict(cand(1.0, 0.01, 0.49, 0.20), lms_p=0.40),   # one token lower: noise, kept
+             dict(cand(1.0, 0.1, 0.47, 0.35), lms_p=0.06),    # lower, but not significantly at 0.05
+             dict(cand(1.0, 1.0, 0.45, 0.60), lms_p=0.01)]    # significantly below: dropped
+    pick = LMSSignificancePolicy(0.05).select(shuffled(cands), base_lms=0.5)
+    assert pick["learning_rate"] == 0.1
+    assert LMSSignificancePolicy(0.1).select(cands, base_lms=0.5)["learning_rate"] == 0.01
+    assert LMSThresholdPolicy(0.99).select(cands, base_lms=0.5)["learning_rate"] == 0.01  # fallback: gentlest
+    none_pass = [dict(c, lms_p=0.001) for c in cands]
+    assert LMSSignificancePolicy().select(none_pass, 0.5)["learning_rate"] == 0.01  # fallback: gentlest
+
+
+def test_significance_needs_p_values_and_a_valid_alpha():
+    with pytest.raises(ConfigError, match="lms_p"):
+        LMSSignificancePolicy().select([cand(1.0, 0.1, 0.5, 0.2)], 0.5)
+    for bad in (0.0, 1.0, float("nan")):
+        with pytest.raises(ConfigError, match="alpha"):
+            get_policy("lms_significance", alpha=bad)
+    assert get_policy("lms_significance", alpha=0.1).alpha == 0.1
+    with pytest.raises(ConfigError, match="does not take"):
+        get_policy("lms_significance", ratio=0.9)

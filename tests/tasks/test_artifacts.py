@@ -75,7 +75,8 @@ def build_store(root) -> dict[str, dict]:
     from safetensors.torch import save_file
 
     from gradiend_core.data.creation import write_dataset
-    from gradiend_core.decoder_eval import DecoderGridConfig, GridResult, prob_column, summarize
+    from gradiend_core.decoder_eval import DecoderGridConfig, grid_result, prob_column
+    from gradiend_core.stages.grid_parts import write_outputs
     from gradiend_core.grad_store import GradientStore, compact, create_store, mean_abs_importance, topk_indices
     from gradiend_core.metrics import encoder_metrics
     from gradiend_core.param_map import ParamMap, ParamSpec
@@ -169,26 +170,27 @@ def build_store(root) -> dict[str, dict]:
         "correlation": metrics["correlation"], "n_rows": 15, "split": "test"},
         upstream={"model": ms["select-seed"]["key"]})
 
-    records = [{"is_base": True, "feature_factor": 0.0, "learning_rate": 0.0, "lms": 0.5,
-                prob_column("3SG", "3SG"): 0.6, prob_column("3PL", "3SG"): 0.2,
-                prob_column("3SG", "3PL"): 0.1, prob_column("3PL", "3PL"): 0.7}]
+    def record(ff, lr, lms, p33, p23, p32, p22):  # P(3SG|3SG rows), P(3PL|3SG rows), P(3SG|3PL), P(3PL|3PL)
+        return {"is_base": lr == 0.0, "feature_factor": ff, "learning_rate": lr, "lms": lms,
+                prob_column("3SG", "3SG"): p33, prob_column("3PL", "3SG"): p23,
+                prob_column("3SG", "3PL"): p32, prob_column("3PL", "3PL"): p22,
+                "lms_values": [lms] * 10, "row_probs": [[p33, p23]] * 4 + [[p32, p22]] * 4}
+
+    records = [record(0.0, 0.0, 0.5, 0.6, 0.2, 0.1, 0.7)]
     for ff in (-1.0, 1.0):
         for lr in (0.01, 0.1, 1.0):
             shift = ff * lr * 0.3
-            records.append({"is_base": False, "feature_factor": ff, "learning_rate": lr, "lms": 0.5 - lr * 0.05,
-                            prob_column("3SG", "3SG"): 0.6 + shift, prob_column("3PL", "3SG"): 0.2 - shift,
-                            prob_column("3SG", "3PL"): 0.1 + shift / 2, prob_column("3PL", "3PL"): 0.7 - shift})
-    cfg = DecoderGridConfig(learning_rates=[0.01, 0.1, 1.0], lms_ratio=0.98)
-    grid = GridResult(pd.DataFrame.from_records(records), 0.5, {}, ["3SG", "3PL"], ["3SG", "3PL"],
-                      {"3SG": 4, "3PL": 4}, {"3SG": 1.0, "3PL": -1.0}, cfg.__dict__.copy())
-    grid.summary = summarize(grid, cfg)
+            records.append(record(ff, lr, 0.5 - lr * 0.05, 0.6 + shift, 0.2 - shift, 0.1 + shift / 2, 0.7 - shift))
+    cfg = DecoderGridConfig(learning_rates=[0.01, 0.1, 1.0], lms_ratio=0.98, lms="accuracy")
+    layout = {"classes": ["3SG", "3PL"], "dataset_classes": ["3SG", "3PL"], "rows_per_class": {"3SG": 4, "3PL": 4},
+              "feature_factors": {"3SG": 1.0, "3PL": -1.0}, "row_dataset": [0] * 4 + [1] * 4, "objective": "mlm"}
+    grid = grid_result(records, layout, cfg)
 
     def decode(d):
-        grid.table.to_parquet(d / "grid.parquet", index=False)
-        atomic_write_json(d / "grid.json", grid.to_json())
+        write_outputs(d, grid)
 
     ms["decoder-grid"] = publish(store, "decoder-grid", decode, {
-        "summary": grid.summary, "base_lms": 0.5, "n_cells": len(records)},
+        "summary": grid.summary, "base_lms": 0.5, "n_cells": len(records), "n_lms_positions": 10},
         upstream={"model": ms["select-seed"]["key"]})
 
     examples = [{"masked": f"Then [MASK] | left {i}.", "factual": "they", "p_3SG_base": 0.1 + i / 100,
@@ -397,7 +399,9 @@ def test_decoder_grid_table_and_selected_cells(manifests, contents):
     for name, s in grid["summary"].items():
         (row,) = md_rows(md, name)
         assert row[2:4] == [f"{s['feature_factor']:.4g}", f"{s['learning_rate']:.4g}"]
-        assert float(row[6]) == pytest.approx(s["value"] - s["base_value"], rel=1e-3, abs=1e-6)
+        change, lo, hi = (float(x.strip("[],")) for x in row[6].split())  # "+0.03 [+0.03, +0.03]"
+        assert change == pytest.approx(s["value"] - s["base_value"], rel=1e-2, abs=1e-6)
+        assert lo <= change <= hi
     # lms_threshold 0.98 x 0.5: only lr <= 0.1 keeps LMS >= 0.49, and the larger shift wins
     assert grid["summary"]["3SG"]["learning_rate"] == 0.1
 

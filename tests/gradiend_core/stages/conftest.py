@@ -11,6 +11,9 @@ from gradiend_core.stages.plan import StagePlan, plan, run_plan
 from gradiend_core.testing import save_tiny, tiny_experiment, tiny_mlm
 
 
+REQUESTS = [{"class": "3SG", "direction": "strengthen"}, {"class": "3PL", "direction": "weaken"}]
+
+
 @dataclass
 class TinyRun:
     cfg: ExperimentConfig
@@ -41,6 +44,7 @@ def tiny_run(tmp_path_factory, stage_model_dir) -> TinyRun:
     d = tmp_path_factory.mktemp("stage-run")
     exp = tiny_experiment(stage_model_dir)
     exp["post_prune"] = {"enabled": True, "topk": 0.5}
+    exp["rewrite"] = {"targets": REQUESTS}
     (d / "tiny.yaml").write_text(yaml.safe_dump(exp))
     cfg = load_experiment(d / "tiny.yaml")
     steps, store = plan(cfg), LocalStore(d / "store")

@@ -14,7 +14,10 @@ def test_swapping_class_order_changes_the_keys():
     a = plan(_cfg("3SG: [he, she, it], 3PL: [they]"))
     b = plan(_cfg("3PL: [they], 3SG: [he, she, it]"))
     assert a["create-data"].key != b["create-data"].key
-    assert a["rewrite"].key != b["rewrite"].key
+    assert a["decoder-grid"].key != b["decoder-grid"].key
+    # the rewrite's default request is the first class: a different request, a different step
+    assert [s for s in a if s.startswith("rewrite")] == ["rewrite-3SG-strengthen"]
+    assert [s for s in b if s.startswith("rewrite")] == ["rewrite-3PL-strengthen"]
 
 
 def test_class_order_survives_a_manifest_read_from_disk(tmp_path):
