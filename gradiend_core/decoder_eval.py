@@ -540,8 +540,14 @@ def _summary_entry(result: GridResult, chosen: dict | None, base_value: float, c
             "id": {"feature_factor": chosen["feature_factor"], "learning_rate": chosen["learning_rate"]}, **common}
 
 
-def decoder_rows(df: pd.DataFrame, split_col: str = "split") -> pd.DataFrame:
-    """Held-out rows for the decoder (reference split role): test, else validation, else train."""
+def decoder_rows(df: pd.DataFrame, pair: tuple[str, str] | None = None, split_col: str = "split") -> pd.DataFrame:
+    """Held-out rows for the decoder (reference split role): test, else validation, else train; with `pair`
+    (the GRADIEND's classes) only its A->B and B->A transitions, so that a sentence with several
+    alternatives (more classes, identity rows) is scored once, as in the reference's pair-only data."""
+    if pair is not None and {"factual_class", "alternative_class"} <= set(df.columns):
+        a, b = pair
+        f, t = df["factual_class"], df["alternative_class"]
+        df = df[((f == a) & (t == b)) | ((f == b) & (t == a))]
     if split_col not in df.columns:
         return df
     for split in ("test", "validation", "train"):

@@ -95,6 +95,14 @@ class Gradiend:
         return dataclasses.replace(self, model=copy.deepcopy(self.model).invert_(), directions=dirs,
                                    training=copy.deepcopy(self.training))
 
+    def pair(self) -> tuple[str, str]:
+        """(the +1 class, the -1 class) of the GRADIEND's training pair."""
+        pos = [c for c, d in self.directions.items() if d > 0]
+        neg = [c for c, d in self.directions.items() if d < 0]
+        if len(pos) != 1 or len(neg) != 1:
+            raise ConfigError(f"this GRADIEND has no class pair (directions {self.directions}); load a trained one")
+        return pos[0], neg[0]
+
     # ------------------------------------------------------------------ decoder side
     def feature_factor(self, cls: str, strengthen: bool = True) -> float:
         """Feature factor that strengthens `cls` (reference rule); strengthen=False: the other target class's."""

@@ -25,7 +25,7 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     rows = pd.read_parquet(out_path(inputs["extract"]) / "rows.parquet")
     store = GradientStore(store_dir(inputs["pre_prune"]))
     cols = store_columns(g.param_map, load_param_map(out_path(inputs["pre_prune"])))
-    table = evaluation_rows(rows, gradiend_pair(g), g.source, e["include_neutral"])
+    table = evaluation_rows(rows, g.pair(), g.source, e["include_neutral"])
     progress(0.1, f"encoding {len(table)} rows")
     table["encoded"] = encode_stored(g, store, table, cols, g.source)  # (n,)
     table["group"] = group_names(table)
@@ -35,13 +35,6 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     table[keep].to_parquet(out / "encoded.parquet", index=False)
     atomic_write_json(out / "metrics.json", metrics)
     return {"correlation": metrics["correlation"], "n_rows": int(len(table)), "split": e["split"]}
-
-
-def gradiend_pair(g) -> tuple[str, str]:
-    """(the +1 class, the -1 class) of a trained GRADIEND."""
-    pos = [c for c, d in g.directions.items() if d > 0]
-    neg = [c for c, d in g.directions.items() if d < 0]
-    return pos[0], neg[0]
 
 
 # version 2: no plot in the output (the report draws it); 3: every split, other classes, neutral kinds, words

@@ -43,7 +43,7 @@ def setup(conf: dict, inputs: dict):
     g = load_gradiend(out_path(inputs["model"]) / "model", expected_digest=base.digest)
     training, neutral = read_dataset(out_path(inputs["data"]))
     classes = dict(info(inputs["data"])["classes"])  # ordered [name, words] pairs
-    grid = prepare_grid(base.tokenizer, base.objective, g, decoder_rows(training), list(neutral["text"]),
+    grid = prepare_grid(base.tokenizer, base.objective, g, decoder_rows(training, g.pair()), list(neutral["text"]),
                         classes, grid_config(conf["decoder_grid"]))
     return base, g, grid
 

@@ -57,17 +57,18 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     rewritten.save_pretrained(out / "model")
     base.tokenizer.save_pretrained(out / "model")
     examples = example_probabilities(base, rewritten, out_path(inputs["data"]), class_words, target,
-                                     request["direction"])
+                                     request["direction"], g.pair())
     atomic_write_json(out / "examples.json", examples)
     return {"target_class": target, "direction": request["direction"], "request": request_label(request),
             "selected": chosen, "part": part, "model_subdir": "model", "examples_mean": _means(examples),
             "objective": base.objective.name, "pipeline_task": base.objective.pipeline_task}
 
 
-def example_probabilities(base, rewritten, data_dir: Path, class_words: dict, target: str, direction: str) -> list:
+def example_probabilities(base, rewritten, data_dir: Path, class_words: dict, target: str, direction: str,
+                          pair: tuple[str, str]) -> list:
     """P(target class) before/after on a few held-out sentences of the other class (own class to weaken)."""
     training, _ = read_dataset(data_dir)
-    rows = decoder_rows(training)
+    rows = decoder_rows(training, pair)
     want = rows["factual_class"] != target if direction == "strengthen" else rows["factual_class"] == target
     rows = rows[want].head(N_EXAMPLES)
     prepared = prepare_probability_rows(base.tokenizer, base.objective, rows, class_words)

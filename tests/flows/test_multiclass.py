@@ -38,4 +38,10 @@ def test_three_classes_train_only_the_pairs_transitions(run_json, prefect_home, 
     assert (enc.loc[enc["type"] == "other_class", "source_class"] == "IT").all()
     grid = json.loads(open(f"{m['decoder-grid']['path']}/grid.json").read())
     assert set(grid["feature_factors"]) == {"3SG", "3PL"}
+    probs = pd.read_parquet(f"{m['decoder-grid']['path']}/row_probs.parquet")
+    scored = probs[probs["cell"] == 0]
+    test = rows[(rows["kind"] == "training") & (rows["split"] == "test")]
+    per_class = test[transition[test.index].isin(pair)].groupby("factual_class").size()  # one row per sentence
+    assert scored.groupby("dataset_class").size().to_dict() == {c: min(n, 30) for c, n in per_class.items()}
+    assert {"p_IT", "p_3SG", "p_3PL"} <= set(probs.columns)  # the third class's probability is still scored
     assert s["metrics"]["target_class"] == "3SG"

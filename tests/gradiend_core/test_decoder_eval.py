@@ -252,6 +252,17 @@ def test_decoder_rows_prefers_test_split():
     assert len(decoder_rows(ROWS)) == 4
 
 
+def test_decoder_rows_keep_the_pairs_transitions_once_per_sentence():
+    """Three classes and identity rows: each 3SG/3PL test sentence once (its pair transition), no 1SG rows."""
+    trans = [("3SG", "3PL"), ("3SG", "1SG"), ("3SG", "3SG"), ("3PL", "3SG"), ("3PL", "1SG"), ("1SG", "3SG")]
+    df = pd.DataFrame({"masked": [f"s{i} [MASK] ." for i in range(len(trans))],
+                       "factual_class": [f for f, _ in trans], "alternative_class": [t for _, t in trans],
+                       "split": "test"})
+    kept = decoder_rows(df, ("3SG", "3PL"))
+    assert list(zip(kept["factual_class"], kept["alternative_class"])) == [("3SG", "3PL"), ("3PL", "3SG")]
+    assert len(decoder_rows(df)) == len(trans)  # without a pair: every row
+
+
 # ----------------------------------------------------------------------------- paired LMS and intervals
 
 def _direct_mlm_position_scores(model, prepared, kind):
