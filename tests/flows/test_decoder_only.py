@@ -1,15 +1,18 @@
 """A decoder-only model (tiny GPT-2, byte-level BPE) through the whole flow with each causal objective:
 `clm` (next token after the prefix) and `clm_sequence_cloze` (the sentence with the word in place); the
-rewritten model loads as a text-generation pipeline and generates."""
+rewritten model loads as a text-generation pipeline and generates. The experiment is
+examples/gpt2_pronoun_number.yaml at tiny sizes."""
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
 from gradiend_core.store import open_store
-
 from gradiend_core.testing import tiny_experiment
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "gpt2_pronoun_number.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +25,12 @@ def tiny_gpt2_dir(tmp_path_factory):
 
 
 def decoder_experiment(model_dir, objective: str) -> dict:
-    exp = tiny_experiment(model_dir, name=f"tiny-gpt2-{objective}")
-    exp["model"]["objective"] = objective
+    """examples/gpt2_pronoun_number.yaml at tiny sizes, on the tiny GPT-2 instead of the cached `gpt2`."""
+    exp = yaml.safe_load(EXAMPLE.read_text())
+    for section, values in tiny_experiment(model_dir).items():
+        if isinstance(values, dict):
+            exp.setdefault(section, {}).update(values)
+    exp["model"].update(objective=objective, fit_head="never")
     exp["train"].update(max_seeds=1, max_steps=8)
     exp["decoder_grid"]["learning_rates"] = [1.0]
     return exp
