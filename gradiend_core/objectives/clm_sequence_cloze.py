@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from gradiend_core.errors import DataError, ModelError
 from gradiend_core.objectives import get_objective, register
-from gradiend_core.objectives.base import Row
+from gradiend_core.objectives.base import Row, model_name
 from gradiend_core.objectives.clm import CausalLM
 from gradiend_core.tokens import MASK, split_at_mask
 
@@ -47,6 +47,11 @@ class CausalSequenceCloze(CausalLM):
             return None
         return (f"model type '{getattr(config, 'model_type', '?')}' (it is not a decoder-only causal LM, so "
                 "the filled sentence's tokens would see the words they predict)")
+
+    def check_tokenizer(self, tokenizer, name: str | None = None) -> None:
+        if not getattr(tokenizer, "is_fast", False):
+            raise ModelError(f"objective '{self.name}' needs a fast tokenizer (character offsets) for "
+                             f"{name or model_name(tokenizer)}; save the model's tokenizer.json with it")
 
     def scored_pieces(self, ids: list[int]) -> list[int]:
         return ids  # every piece of a word is predicted in place

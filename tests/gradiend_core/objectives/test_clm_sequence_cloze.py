@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gradiend_core.decoder_eval import prepare_probability_rows, score_probabilities
-from gradiend_core.errors import DataError
+from gradiend_core.errors import DataError, ModelError
 from gradiend_core.gradients import GradientExtractor
 from gradiend_core.lm import BaseLM, weights_digest
 from gradiend_core.objectives import get_objective, resolve
@@ -30,6 +30,15 @@ def test_auto_never_picks_it_but_it_serves_a_decoder_by_name(tiny):
     assert resolve(model.config).name == "clm"
     assert resolve(model.config, "clm_sequence_cloze") is CLOZE
     assert CLOZE.pipeline_task == "text-generation" and CLOZE.scores_sequences
+
+
+def test_a_tokenizer_without_offsets_is_refused(tiny):
+    from types import SimpleNamespace
+
+    CLOZE.check_tokenizer(tiny[1])
+    slow = SimpleNamespace(is_fast=False, name_or_path="slow-tok")  # a pure-Python tokenizer has no offsets
+    with pytest.raises(ModelError, match="^objective 'clm_sequence_cloze' needs a fast tokenizer .* for slow-tok;"):
+        CLOZE.check_tokenizer(slow)
 
 
 def test_labels_are_the_word_and_its_continuation_aligned(tiny):
