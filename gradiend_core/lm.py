@@ -128,7 +128,8 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
         if found is not None:
             return found.resolve()
     raise ModelError(f"model '{name}' not found: not a local directory, not an installed package, "
-                     "not in the Hugging Face cache; pass a local path or install the package")
+                     "not in the Hugging Face cache; pass a local path or install the package (runs never "
+                     f"download: put a hub model in the cache first, e.g. `hf download {name}`)")
 
 
 # ----------------------------------------------------------------------------- loading
