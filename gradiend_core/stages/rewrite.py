@@ -61,7 +61,7 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     atomic_write_json(out / "examples.json", examples)
     return {"target_class": target, "direction": request["direction"], "request": request_label(request),
             "selected": chosen, "part": part, "model_subdir": "model", "examples_mean": _means(examples),
-            "objective": base.objective.name, "pipeline_task": base.objective.pipeline_task}
+            "objective": base.objective.name, "pipeline_task": base.objective.pipeline_task_for(base.model.config)}
 
 
 def example_probabilities(base, rewritten, data_dir: Path, class_words: dict, target: str, direction: str,
