@@ -48,14 +48,14 @@ def test_requested_objective_must_serve_the_model(configs):
     assert resolve(configs["bert"], "mlm").name == "mlm"
     assert resolve(configs["gpt2"], "clm").name == "clm"
     with pytest.raises(ModelError, match=r"^objective 'mlm' cannot serve model type 'gpt2' \(it has no masked-LM "
-                                         r"head\); use objective 'auto' or one that can: clm$"):
+                                         r"head\); use objective 'auto' or one that can: clm, clm_mlm_head$"):
         resolve(configs["gpt2"], "mlm")
 
 
 def test_unknown_name_is_a_config_error_naming_the_known_ones(configs):
-    with pytest.raises(ConfigError, match=r"^unknown objective 'seq2seq'; use one of: clm, mlm \(or 'auto'"):
+    with pytest.raises(ConfigError, match=r"^unknown objective 'seq2seq'; use one of: clm, clm_mlm_head, mlm, seq2seq_encoder_mlm \(or 'auto'"):
         get_objective("seq2seq")
-    with pytest.raises(ConfigError, match="use one of: clm, mlm"):
+    with pytest.raises(ConfigError, match="use one of: clm, clm_mlm_head, mlm"):
         resolve(configs["bert"], "seq2seq")
 
 
@@ -64,7 +64,7 @@ def test_experiment_validates_the_objective_name():
 
     ModelSection(objective="clm").validate()
     with pytest.raises(ConfigError, match=r"model.objective: unknown objective 'mlmm' \(did you mean 'mlm'\?\); "
-                                          "use auto or one of clm, mlm"):
+                                          "use auto or one of clm, clm_mlm_head, mlm"):
         ModelSection(objective="mlmm").validate()
 
 
