@@ -1,4 +1,5 @@
-"""prepare-model: resolve the base model, fit a masked-LM head when it has none, record its digest."""
+"""prepare-model: resolve the base model, fit its objective's head when it has none (a masked-LM head; the
+auxiliary head of clm_mlm_head, keyed by the class words), record its digest."""
 from __future__ import annotations
 
 from pathlib import Path
