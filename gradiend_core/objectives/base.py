@@ -152,6 +152,7 @@ class Objective(ABC):
     pipeline_task: ClassVar[str]     # transformers.pipeline task a rewritten model loads with
     fits_head: ClassVar[bool] = False  # fit_head() can train a missing head (model.fit_head)
     scores_sequences: ClassVar[bool] = False  # the decoder grid scores sequence_row per candidate word
+    head_needs_classes: ClassVar[bool] = False  # fit_head() needs the class words (prepare-model keys them)
     missing_head_fix: ClassVar[str] = "use a checkpoint that includes its LM head"
 
     def __repr__(self) -> str:
@@ -179,6 +180,11 @@ class Objective(ABC):
     def auto_model_class(self):
         """The transformers Auto class the model is loaded with, e.g. AutoModelForMaskedLM."""
 
+    def pipeline_task_for(self, config) -> str:
+        """The transformers.pipeline task a rewritten model of this config loads with (where a family
+        serves several architectures that load differently, e.g. T5 and BART)."""
+        return self.pipeline_task
+
     def load_model(self, path: str):
         """(model, loading info) from a local directory, float32 (info has missing_keys)."""
         return self.auto_model_class().from_pretrained(path, dtype=torch.float32, output_loading_info=True)
@@ -197,8 +203,9 @@ class Objective(ABC):
         raise ModelError(f"objective '{self.name}' cannot initialise a head; {self.missing_head_fix}")
 
     def fit_head(self, model, tokenizer, texts: Sequence[str], cfg=None, reset: bool = False,
-                 name: str | None = None) -> dict:
-        """Train the head on `texts` with the backbone frozen -> fit metrics (families with fits_head)."""
+                 name: str | None = None, classes: dict | None = None) -> dict:
+        """Train the head on `texts` with the backbone frozen -> fit metrics (families with fits_head).
+        classes: the data's class -> words, for a head over the class words (`head_needs_classes`)."""
         raise ModelError(f"objective '{self.name}' has no head to fit for '{name or type(model).__name__}'; "
                          "head fitting is for families with a separable head (e.g. mlm)")
 
