@@ -57,7 +57,8 @@ def similarity_tables(gradiends: Mapping[str, Gradiend], cfg: CompareConfig) -> 
     vectors = {p: all_vectors(gradiends, p, layout) for p in {default_part(m) for m in cfg.measures}}
     frames = [similarity_matrix(gradiends, m, topk=_measure_topk(cfg, m), value=cfg.value,
                                 vectors=vectors[default_part(m)]) for m in cfg.measures]
-    frames += [grouped_similarity(gradiends, by, m, topk=_measure_topk(cfg, m), value=cfg.value)
+    frames += [grouped_similarity(gradiends, by, m, topk=_measure_topk(cfg, m), value=cfg.value,
+                                  vectors=vectors[default_part(m)], layout=layout)
                for by in cfg.group_by for m in cfg.measures]
     return pd.concat(frames, ignore_index=True)
 

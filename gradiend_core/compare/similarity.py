@@ -84,14 +84,16 @@ def _group_labels(layout: Layout, group_by: str | Callable[[str], str]) -> tuple
 
 def grouped_similarity(gradiends: Mapping[str, Gradiend], group_by: str | Callable[[str], str] = "component",
                        measure: str = "cosine", part: str | None = None, topk: TopK = None,
-                       value: str = "intersection_frac") -> pd.DataFrame:
+                       value: str = "intersection_frac", vectors: Mapping[str, PartVectors] | None = None,
+                       layout: Layout | None = None) -> pd.DataFrame:
     """`similarity_matrix` per parameter group ("param" | "layer" | "component" | tensor name -> label);
-    a group that some GRADIEND has no dims in is still listed (its cells NaN or 0)."""
+    a group that some GRADIEND has no dims in is still listed (its cells NaN or 0).
+    vectors / layout: precomputed all_vectors of the part and their common_layout."""
     check_request([str(i) for i in gradiends], measure, topk)
     part = part or default_part(measure)
-    layout = common_layout(gradiends)
+    layout = common_layout(gradiends) if layout is None else layout
     tensor_group, order = _group_labels(layout, group_by)
-    vectors = all_vectors(gradiends, part, layout)
+    vectors = all_vectors(gradiends, part, layout) if vectors is None else vectors
     dim_group = {i: tensor_group[layout.tensor_of(v.index)] for i, v in vectors.items()}  # (n,) per GRADIEND
     kind = group_by if isinstance(group_by, str) else "custom"
     frames = []

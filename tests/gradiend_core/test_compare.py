@@ -240,6 +240,12 @@ def test_grouped_similarity_by_layer_and_component(bert):
     keep = torch.arange(lo, lo + cell["n_row"])
     pruned = {k: g.prune(keep_local=keep) for k, g in gs.items()}
     assert cell["value"] == pytest.approx(_cell(similarity_matrix(pruned, "cosine_signed"), "a", "b")["value"])
+    by_param = grouped_similarity(gs, "param", "cosine_signed")
+    assert list(dict.fromkeys(by_param["group"])) == pmap.names  # the map's order
+    custom = grouped_similarity(gs, lambda n: "emb" if "embeddings" in n else "rest", "topk_overlap", topk=0.5)
+    assert set(custom["group_by"]) == {"custom"} and list(dict.fromkeys(custom["group"])) == ["emb", "rest"]
+    emb_dims = sum(s.numel for s in pmap.specs if "embeddings" in s.name)
+    assert _cell(custom[custom["group"] == "emb"], "a", "b")["n_row"] == math.ceil(0.5 * emb_dims)
     by_comp = grouped_similarity(gs, "component", "cosine_signed")
     assert list(dict.fromkeys(by_comp["group"])) == ["embeddings", "attention", "mlp", "norm"]
     norm_dims = {i for s in pmap.specs if component_of(s.name) == "norm"
