@@ -109,3 +109,12 @@ def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return str(device)
+
+
+def check_config(cfg) -> None:
+    """The preflight of an ExperimentConfig: every device setting names a device of this host and
+    model.dtype runs on model.device (the GRADIEND trains in float32). One-line ConfigError otherwise."""
+    device = resolve_device(cfg.model.device, "model.device")
+    check_dtype(device, cfg.model.dtype, "model.dtype")
+    encoder = resolve_device(cfg.train.device, "train.device") if cfg.train.device else device
+    resolve_decoder_device(encoder, cfg.train.decoder_device)
