@@ -206,3 +206,42 @@ def test_a_bfloat16_run_on_the_cpu(bf16_run):
     model = AutoModelForMaskedLM.from_pretrained(Path(rw["path"]) / "model")  # saved in the chosen dtype
     assert next(model.parameters()).dtype == torch.bfloat16
     assert all(torch.isfinite(p.float()).all() for p in model.parameters())
+
+
+# ----------------------------------------------------------------------------- on CUDA (a GPU host only)
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (bench/gpu_check.sh runs these)")
+
+
+@cuda
+def test_gradients_on_cuda_come_back_on_the_cpu_close_to_the_cpu_rows():
+    from gradiend_core.data.builtin import builtin_vocabulary
+    from gradiend_core.gradients import GradientExtractor
+    from gradiend_core.lm import BaseLM, weights_digest
+    from gradiend_core.param_map import select_parameters
+    from gradiend_core.testing import tiny_mlm
+
+    model, tok = tiny_mlm(seed=0, words=builtin_vocabulary())
+    rows = (["[MASK] walked home .", "then [MASK] sat down ."], ["he", "they"], ["they", "he"])
+    out = {}
+    for dev in ("cpu", "cuda"):
+        base = BaseLM(model, tok, "mlm", "tiny", weights_digest(model))
+        place_model(base.model, torch.device(dev))
+        out[dev] = GradientExtractor(base, select_parameters(base.model)).pair_gradients(*rows)
+    for c, g in zip(out["cpu"], out["cuda"]):
+        assert g.device.type == "cpu" and g.dtype == torch.float32
+        assert torch.allclose(c, g, rtol=1e-3, atol=1e-5)
+
+
+@cuda
+def test_training_on_cuda_with_the_decoder_split_auto():
+    from gradiend_core.training import EvalSet, TrainConfig, train_gradiend
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 40, generator=g)
+    batches = [(x[i:i + 4], x[i:i + 4] * 0.5) for i in range(0, 16, 4)]
+    cfg = TrainConfig(learning_rate=1e-2, max_steps=8, eval_steps=4, device="cuda", decoder_device="auto")
+    r = train_gradiend(batches, EvalSet(x, torch.tensor([1.0, -1.0] * 8)), 40, cfg, seed=3)
+    assert r.device.startswith("cuda:0") and r.model.encoder.weight.device.type == "cpu"
+    ref = _train(None)
+    assert torch.allclose(r.model.decoder.weight, ref.model.decoder.weight, atol=1e-4)
