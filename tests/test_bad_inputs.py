@@ -109,7 +109,6 @@ CASES = {
     # devices and precision (checked before the store is opened)
     "unknown-device": (None, ["model.device=gpu"], "model.device: unknown device 'gpu'; use auto, cpu, cuda"),
     "device-index-missing": (None, ["model.device=cuda:64"], "model.device: cuda:64 requested but"),
-    "mps-missing": (None, ["model.device=mps"], "model.device: mps is not available on this host"),
     "unknown-train-device": (None, ["train.device=tpu"], "train.device: unknown device 'tpu'"),
     "train-device-missing": (None, ["train.device=cuda:64"], "train.device: cuda:64 requested but"),
     "decoder-device-missing": (None, ["train.decoder_device=cuda:64"], "train.decoder_device: cuda:64 requested"),
@@ -199,13 +198,20 @@ def test_diverging_training_stops_without_a_checkpoint(env, tmp_path):
     assert not [k for st, k in s.outputs() if st == "train-seed"] and s.leftovers() == []
 
 
-def test_cuda_requested_without_cuda(env, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("device, needle", [
+    ("cuda", "model.device: cuda requested but CUDA is not available on this host"),
+    ("mps", "model.device: mps is not available on this host"),
+])
+def test_device_not_on_this_host(env, tmp_path, capsys, monkeypatch, device, needle):
     import torch
 
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # also on a GPU host
+    from gradiend_core import devices
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same answer on a GPU host or a Mac
+    monkeypatch.setattr(devices, "_has_mps", lambda: False)
     store = tmp_path / "store"
-    assert_fails_cleanly(["run", str(env / "config.yaml"), "--store", str(store), "--set", "model.device=cuda"],
-                         store, "model.device: cuda requested but CUDA is not available on this host", capsys)
+    assert_fails_cleanly(["run", str(env / "config.yaml"), "--store", str(store), "--set", f"model.device={device}"],
+                         store, needle, capsys)
 
 
 def test_dtype_the_device_cannot_run(env, tmp_path, capsys, monkeypatch):
