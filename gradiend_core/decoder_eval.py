@@ -9,6 +9,9 @@ and the scored pieces are the base model's prediction objective's (`Objective.sc
        piece probabilities.
   CLM: the unique first pieces of " word", as the next token after the prefix that precedes the first
        [MASK] (encoded like extraction's inputs).
+  Sequence cloze (objectives with `scores_sequences`, e.g. clm_sequence_cloze): the row filled with each
+       candidate word, scored by the sum of its labelled tokens' log-probabilities (`sequence_row`:
+       the word and its right context); a softmax across the row's candidates, summed per class.
 Strengthen metric for C: mean P(C) over the rows of the other class(es); weaken metric for C:
 1 - mean P(C) over C's own rows. Strengthening C only looks at cells whose feature factor is
 feature_factor(C); weakening C at cells whose feature factor belongs to another class.
@@ -49,7 +52,7 @@ from gradiend_core.errors import ConfigError, DataError, GradiendError
 from gradiend_core.grid_stats import ARRAY_KEYS, Bootstrap, GridScores, interval_columns
 from gradiend_core.lms import LMS_KINDS, PreparedLMS, lms_values, prepare_lms
 from gradiend_core.objectives import get_objective
-from gradiend_core.objectives.base import Objective, pad_id
+from gradiend_core.objectives.base import Encoded, Objective, collate, pad_id
 from gradiend_core.selection import POLICY_NAMES, get_policy
 DEFAULT_LEARNING_RATES = (100.0, 50.0, 20.0, 10.0, 5.0, 2.0, 1.0, 0.5, 0.2, 0.1,
                           0.05, 0.02, 0.01, 0.005, 0.002, 0.001)
@@ -132,6 +135,14 @@ class _Group:
 
 
 @dataclass
+class _SequenceGroup:
+    """Every (row, candidate) pair as one filled sentence (objectives with scores_sequences)."""
+
+    batches: list[tuple[Encoded, torch.Tensor]]  # padded filled sentences; each one's index row * M + candidate
+    cand_class: torch.Tensor                     # (M,) class index of each candidate
+
+
+@dataclass
 class ProbabilityRows:
     """Encoded probability rows, reusable across grid cells."""
 
@@ -139,7 +150,7 @@ class ProbabilityRows:
     classes: list[str]          # classes whose probability is measured (class_words order)
     dataset_classes: list[str]  # factual classes of the rows
     row_dataset: torch.Tensor   # (N,) index into dataset_classes
-    groups: list[_Group] = field(repr=False)
+    groups: list[_Group | _SequenceGroup] = field(repr=False)
     candidates: dict[str, list[str]] = field(default_factory=dict)  # class -> candidate strings (for reports)
 
     @property
@@ -208,6 +219,9 @@ def prepare_probability_rows(tokenizer, objective: str | Objective, rows_df: pd.
     row_dataset = torch.tensor([dataset_classes.index(c) for c in df["factual_class"]], dtype=torch.long)
     by_k, names = _class_candidates(tokenizer, obj, class_words)
     masked, pad, groups = list(df["masked"]), pad_id(tokenizer), []
+    if obj.scores_sequences:  # one group: every row filled with every candidate
+        groups.append(_sequence_group(tokenizer, obj, masked, names, batch_size, max_length))
+        by_k = {}
     for k in sorted(by_k):
         enc = [obj.scoring_inputs(tokenizer, m, k, max_length) for m in masked]
         batches = [_collate_rows(enc[i: i + batch_size], list(range(i, min(i + batch_size, len(enc)))), pad)
@@ -215,6 +229,28 @@ def prepare_probability_rows(tokenizer, objective: str | Objective, rows_df: pd.
         groups.append(_Group(batches, torch.tensor(by_k[k][0], dtype=torch.long),
                              torch.tensor(by_k[k][1], dtype=torch.long)))
     return ProbabilityRows(obj, list(class_words), dataset_classes, row_dataset, groups, names)
+
+
+def _sequence_group(tokenizer, obj: Objective, masked: list[str], names: dict[str, list[str]], batch_size: int,
+                    max_length: int) -> _SequenceGroup:
+    """Each row filled with each candidate word (`Objective.sequence_row`), in row-major order."""
+    forms = [(ci, form) for ci, cands in enumerate(names.values()) for form in cands]
+    seqs = [obj.sequence_row(tokenizer, m, form, max_length) for m in masked for _, form in forms]
+    pad = pad_id(tokenizer)
+    batches = [(collate(seqs[i: i + batch_size], pad), torch.arange(i, min(i + batch_size, len(seqs))))
+               for i in range(0, len(seqs), batch_size)]
+    return _SequenceGroup(batches, torch.tensor([ci for ci, _ in forms], dtype=torch.long))
+
+
+def _score_sequences(model, obj: Objective, g: _SequenceGroup, n_rows: int, n_classes: int) -> torch.Tensor:
+    """P(class) per row, (N, C) float64: softmax over each row's candidates of log P(candidate sequence)."""
+    dev, M = next(model.parameters()).device, g.cand_class.numel()
+    logp = torch.empty(n_rows * M, dtype=torch.float64)
+    for enc, index in g.batches:
+        on = Encoded(*(t.to(dev) for t in (enc.input_ids, enc.attention_mask, enc.rows, enc.cols, enc.labels)))
+        logp[index] = obj.sequence_log_probs(model, on).cpu()
+    p = logp.view(n_rows, M).softmax(-1)  # (N, M)
+    return torch.zeros((n_rows, n_classes), dtype=torch.float64).index_add_(1, g.cand_class, p)
 
 
 def _check_class_words(class_words) -> dict[str, list[str]]:
@@ -246,6 +282,9 @@ def score_probabilities(model, prepared: ProbabilityRows) -> torch.Tensor:
     dev = next(model.parameters()).device
     out = torch.zeros((prepared.n_rows, len(prepared.classes)), dtype=torch.float64)
     for g in prepared.groups:
+        if isinstance(g, _SequenceGroup):
+            out += _score_sequences(model, prepared.objective, g, prepared.n_rows, len(prepared.classes))
+            continue
         cand_ids, cand_class = g.cand_ids.to(dev), g.cand_class
         k = cand_ids.shape[1]
         for b in g.batches:

@@ -29,10 +29,16 @@ class EmbeddingGrad:
     _cache: dict = field(default_factory=dict, repr=False)
 
     @staticmethod
-    def for_model(model, weight: nn.Parameter, indices: torch.Tensor | None) -> "EmbeddingGrad | None":
-        """The helper when `weight` is the model's input-embedding matrix, else None."""
-        emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    def for_model(model, weight: nn.Parameter, indices: torch.Tensor | None,
+                  body: nn.Module | None = None) -> "EmbeddingGrad | None":
+        """The helper when `weight` is the input-embedding matrix that `body` (the objective's backbone,
+        default the model) looks tokens up in, else None. An embedding that rescales its output (BART's
+        scaled word embedding) is left to autograd."""
+        owner = body if body is not None and hasattr(body, "get_input_embeddings") else model
+        emb = owner.get_input_embeddings() if hasattr(owner, "get_input_embeddings") else None
         if not isinstance(emb, nn.Embedding) or emb.weight is not weight:
+            return None
+        if float(getattr(emb, "embed_scale", 1.0)) != 1.0:
             return None
         out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
         tied = isinstance(out, nn.Linear) and out.weight is weight
@@ -71,7 +77,7 @@ class EmbeddingGrad:
         cap = self._captured
         if "emb" not in cap:
             raise RuntimeError("the input embedding was not called in the forward pass; cannot form its gradient")
-        return [cap["emb"]] + ([cap["logits"]] if self.decoder is not None else [])
+        return [cap["emb"]] + ([cap["logits"]] if "logits" in cap else [])  # the tied decoder ran
 
     def _rows_cols(self, H: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         """(vocabulary row, column) of every selected entry, computed once per extractor."""
@@ -84,7 +90,7 @@ class EmbeddingGrad:
         """Write the flat gradient at the selected entries into `out` (n_selected,), float32, from
         grad_inputs()' gradients (one example)."""
         cap = self._captured
-        self.form(cap["ids"], grads[0], cap.get("h"), grads[1] if self.decoder is not None else None, out)
+        self.form(cap["ids"], grads[0], cap.get("h"), grads[1] if "logits" in cap else None, out)
 
     def captured(self) -> dict:
         """What the last hooked forward captured: ids (B, T), and with a tied decoder h (N, H)."""

@@ -93,8 +93,9 @@ class GradientExtractor:
         self.device = self.params[0].device if self.params else torch.device("cpu")
         # the word-embedding matrix's gradient is formed at the selected entries only (embedding_grad.py)
         self._emb, self._emb_pos = None, None
+        body = self.objective.backbone(self.model)
         for i, (spec, p) in enumerate(zip(param_map.specs, self.params)):
-            eg = EmbeddingGrad.for_model(self.model, p, spec.indices) if per_example != "batched" else None
+            eg = EmbeddingGrad.for_model(self.model, p, spec.indices, body) if per_example != "batched" else None
             if eg is not None:
                 self._emb, self._emb_pos = eg, i
         self._autograd_params = [p for i, p in enumerate(self.params) if i != self._emb_pos]
@@ -330,8 +331,8 @@ class GradientExtractor:
         """The input word embedding's selected entries for every example of a hooked batch."""
         cap = self._emb.captured()
         ids, d_emb = cap["ids"], grads[0]                  # (B, T), (B, T, H)
-        h = cap.get("h") if self._emb.decoder is not None else None
-        dlog = grads[1] if self._emb.decoder is not None else None
+        h = cap.get("h")  # None unless the tied decoder ran (an auxiliary head does not run it)
+        dlog = grads[1] if "logits" in cap else None
         width = self.param_map.specs[self._emb_pos].n_selected
         for i in range(enc.batch_size):
             if h is not None and h.dim() == 3:  # the full model's head ran: (B, T, H), (B, T, V)

@@ -52,11 +52,12 @@ class BaseLM:
     def max_input_length(self) -> int:
         return self.objective.max_input_length(self.model, self.tokenizer)
 
-    def fit_head(self, texts: Sequence[str], cfg=None) -> dict:
+    def fit_head(self, texts: Sequence[str], cfg=None, classes: dict | None = None) -> dict:
         """Fit the objective's head on `texts` (backbone frozen; a newly initialised head is first reset
-        to cfg.seed), then refresh head_fitted and the digest -> fit metrics."""
+        to cfg.seed), then refresh head_fitted and the digest -> fit metrics. classes: the data's class ->
+        words, for an objective whose head is over the class words (clm_mlm_head)."""
         metrics = self.objective.fit_head(self.model, self.tokenizer, texts, cfg, reset=self.head_fitted is False,
-                                          name=self.name_or_path)
+                                          name=self.name_or_path, classes=classes)
         self.head_fitted = True
         self.digest = weights_digest(self.model)  # the head changed: the load-time digest is stale
         return metrics
@@ -129,7 +130,8 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
         if found is not None:
             return found.resolve()
     raise ModelError(f"model '{name}' not found: not a local directory, not an installed package, "
-                     "not in the Hugging Face cache; pass a local path or install the package")
+                     "not in the Hugging Face cache; pass a local path or install the package (runs never "
+                     f"download: put a hub model in the cache first, e.g. `hf download {name}`)")
 
 
 # ----------------------------------------------------------------------------- loading

@@ -75,6 +75,8 @@ class LayerHooks:
             mod = modules.get(path)
             if not isinstance(mod, kinds) or attr not in ("weight", "bias"):
                 return None
+            if isinstance(mod, nn.Embedding) and type(mod) is not nn.Embedding:
+                return None  # a subclass may scale its output or take other inputs (BART's embeddings)
             if isinstance(mod, nn.LayerNorm) and (len(mod.normalized_shape) != 1 or not mod.elementwise_affine):
                 return None
             owners.append((mod, attr))

@@ -123,3 +123,55 @@ def tiny_experiment(model_dir: str | Path, name: str = "tiny-pronouns") -> dict:
         "train": {"max_steps": 12, "eval_steps": 4, "max_seeds": 2, "learning_rate": 1e-3},
         "decoder_grid": {"learning_rates": [1.0, 0.1], "max_rows_per_class": 4, "lms_max_texts": 8},
     }
+
+
+def _wordlevel_tokenizer(words: list[str], specials: list[str], template: str, **special_kw):
+    """A lower-casing word-level tokenizer (whitespace and punctuation split) as PreTrainedTokenizerFast.
+
+    specials: special tokens first in the vocabulary (their ids are their positions); template: the
+    post-processor's single-sequence template, e.g. "$A </s>"; special_kw: the token roles (eos_token=...)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(dict.fromkeys(specials + words))}
+    unk = special_kw["unk_token"]
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=unk))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.decoder = decoders.WordPiece()  # joins words with spaces
+    used = [t for t in specials if t in template]
+    tok.post_processor = processors.TemplateProcessing(single=template, special_tokens=[(t, vocab[t]) for t in used])
+    extra = [t for t in specials if t not in special_kw.values()]
+    return PreTrainedTokenizerFast(tokenizer_object=tok, extra_special_tokens=extra, **special_kw)
+
+
+def tiny_t5(seed: int = 0, hidden: int = 32, layers: int = 2, words: list[str] | None = None, sentinels: int = 4):
+    """A randomly initialised T5ForConditionalGeneration and a word-level tokenizer with T5's special
+    tokens (<pad> 0, </s> 1, <unk> 2, sentinels <extra_id_0>...; "</s>" appended to every text)."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    specials = ["<pad>", "</s>", "<unk>"] + [f"<extra_id_{i}>" for i in range(sentinels)]
+    tokenizer = _wordlevel_tokenizer(tiny_vocab_words(words), specials, "$A </s>", pad_token="<pad>",
+                                     eos_token="</s>", unk_token="<unk>")
+    config = T5Config(vocab_size=len(tokenizer), d_model=hidden, d_kv=hidden // 2, d_ff=2 * hidden,
+                      num_layers=layers, num_decoder_layers=layers, num_heads=2, dropout_rate=0.0,
+                      pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    torch.manual_seed(seed)
+    return T5ForConditionalGeneration(config).eval(), tokenizer
+
+
+def tiny_bart(seed: int = 0, hidden: int = 32, layers: int = 2, words: list[str] | None = None):
+    """A randomly initialised BartForConditionalGeneration and a word-level tokenizer with BART's special
+    tokens (<s> 0, <pad> 1, </s> 2, <unk> 3, <mask> 4; texts become "<s> ... </s>")."""
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    tokenizer = _wordlevel_tokenizer(tiny_vocab_words(words), specials, "<s> $A </s>", bos_token="<s>",
+                                     pad_token="<pad>", eos_token="</s>", unk_token="<unk>", mask_token="<mask>")
+    config = BartConfig(vocab_size=len(tokenizer), d_model=hidden, encoder_layers=layers, decoder_layers=layers,
+                        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=2 * hidden,
+                        decoder_ffn_dim=2 * hidden, max_position_embeddings=128, dropout=0.0,
+                        attention_dropout=0.0, activation_dropout=0.0, pad_token_id=1, bos_token_id=0,
+                        eos_token_id=2, decoder_start_token_id=2, forced_eos_token_id=2)
+    torch.manual_seed(seed)
+    return BartForConditionalGeneration(config).eval(), tokenizer

@@ -15,12 +15,14 @@ def env(tmp_path_factory):
     from transformers import BertModel
 
     from gradiend_core.data.builtin import builtin_vocabulary
-    from gradiend_core.testing import save_tiny, tiny_mlm
+    from gradiend_core.testing import save_tiny, tiny_clm, tiny_mlm, tiny_t5
 
     d = tmp_path_factory.mktemp("bad-inputs")
     model, tok = tiny_mlm(seed=0, hidden=32, layers=2, words=builtin_vocabulary())
     save_tiny(model, tok, d / "model")
     save_tiny(BertModel(model.config), tok, d / "no-head")  # backbone only: no masked-LM head
+    save_tiny(*tiny_clm(seed=0, hidden=32, layers=2, words=builtin_vocabulary()), d / "gpt2")  # decoder-only
+    save_tiny(*tiny_t5(words=builtin_vocabulary()), d / "t5")
     model.save_pretrained(d / "no-tokenizer")
     (d / "empty-dir").mkdir()
     (d / "empty.txt").write_text("\n\n")
@@ -104,6 +106,14 @@ CASES = {
     "model-dir-without-config": (None, ["model.name_or_path={env}/empty-dir"], "has no config.json"),
     "no-head-fitting-disabled": (None, ["model.name_or_path={env}/no-head"], "has no masked-LM head; enable"),
     "unknown-objective": (None, ["model.objective=mlmm"], "unknown objective 'mlmm' (did you mean 'mlm'?)"),
+    "masked-objective-on-a-decoder": (None, ["model.name_or_path={env}/gpt2", "model.objective=mlm"],
+                                      "objective 'mlm' cannot serve model type 'gpt2' (it has no masked-LM head)"),
+    "cloze-objective-on-an-encoder": (None, ["model.objective=clm_sequence_cloze"], "objective 'clm_sequence_cloze' "
+                                      "cannot serve model type 'bert' (it is not a decoder-only causal LM"),
+    "objective-for-seq2seq-on-bert": (None, ["model.objective=seq2seq_encoder_mlm"],
+                                      "objective 'seq2seq_encoder_mlm' cannot serve model type 'bert'"),
+    "aux-head-objective-on-t5": (None, ["model.name_or_path={env}/t5", "model.objective=clm_mlm_head"],
+                                 "objective 'clm_mlm_head' cannot serve model type 't5' (it is not a decoder-only"),
     "tokenizer-missing": (None, ["model.name_or_path={env}/no-tokenizer"], "no tokenizer files"),
     "target-not-encodable": (None, ["data.classes={a: [he], b: [\u2603]}"], "cannot be encoded"),
     # devices and precision (checked before the store is opened)

@@ -387,14 +387,28 @@ def _distribution(ms: Iterable[_Match]) -> tuple[list[str], list[int]]:
     return words, [counts[w] for w in words]
 
 
+def alternative_distributions(splits: Mapping[str, Mapping[str, list]], per_split: bool):
+    """(class, split) -> (words, weights) of that class's factual words to draw alternatives from: the
+    split's own words with `per_split`, else the class's words over all splits."""
+    if per_split:
+        dists = {(c, s): _distribution(ms) for c, by in splits.items() for s, ms in by.items()}
+        return lambda c, s: dists[(c, s)]
+    dists = {c: _distribution(m for ms in by.values() for m in ms) for c, by in splits.items()}
+    return lambda c, s: dists[c]
+
+
+def training_frame(rows: list[tuple]) -> pd.DataFrame:
+    """The training table from tuples in schema order (without row_id): row_id added, integer dtypes set."""
+    df = pd.DataFrame(rows, columns=schema.TRAINING_COLUMNS[1:])
+    df.insert(0, "row_id", range(len(df)))
+    return df.astype(schema.INT_DTYPES)
+
+
 def _rows(splits: dict[str, dict[str, list[_Match]]], labels: Mapping[str, int],
           per_split_alternatives: bool, rng: random.Random, identity: bool = False) -> pd.DataFrame:
     """One row per (matched sentence, other class), and with `identity` one more whose alternative is drawn
     from the sentence's own class; alternatives drawn in this fixed row order."""
-    if per_split_alternatives:
-        dists = {(c, s): _distribution(ms) for c, by in splits.items() for s, ms in by.items()}
-    else:
-        dists = {c: _distribution(m for ms in by.values() for m in ms) for c, by in splits.items()}
+    dist = alternative_distributions(splits, per_split_alternatives)
     rows = []
     for a, by_split in splits.items():
         for s in SPLITS:
@@ -402,13 +416,11 @@ def _rows(splits: dict[str, dict[str, list[_Match]]], labels: Mapping[str, int],
                 for b in splits:
                     if b == a and not identity:
                         continue
-                    words, weights = dists[(b, s)] if per_split_alternatives else dists[b]
+                    words, weights = dist(b, s)
                     alt = rng.choices(words, weights=weights)[0]
                     rows.append((m.text, m.masked, m.factual, recase(alt, m.factual), a, b, f"{a}->{b}",
                                  labels[a], s, m.word, m.n_masks))
-    df = pd.DataFrame(rows, columns=schema.TRAINING_COLUMNS[1:])
-    df.insert(0, "row_id", range(len(df)))
-    return df.astype(schema.INT_DTYPES)
+    return training_frame(rows)
 
 
 # --------------------------------------------------------------------------------------------- neutral

@@ -17,8 +17,8 @@ import pandas as pd
 
 from gradiend_core.data import schema
 from gradiend_core.data.merge import apply_merge
-from gradiend_core.data.creation import (DataConfig, _distribution, _Match, _random_splits, _select,
-                                         _vocabulary_splits, recase)
+from gradiend_core.data.creation import (DataConfig, _Match, _random_splits, _select, _vocabulary_splits,
+                                         alternative_distributions, recase, training_frame)
 from gradiend_core.data.tables import LabelledTable
 from gradiend_core.errors import DataError
 
@@ -90,23 +90,18 @@ def _check_given_splits(splits: dict, ratios: Mapping[str, float], table: Labell
 def _rows(splits: dict[str, dict[str, list[_Sentence]]], labels: Mapping[str, int],
           per_split_alternatives: bool, rng: random.Random) -> pd.DataFrame:
     """One row per (sentence, alternative); drawn alternatives in this fixed row order."""
-    if per_split_alternatives:
-        dists = {(c, s): _distribution(ms) for c, by in splits.items() for s, ms in by.items()}
-    else:
-        dists = {c: _distribution(m for ms in by.values() for m in ms) for c, by in splits.items()}
+    dist = alternative_distributions(splits, per_split_alternatives)
     rows = []
     for a, by_split in splits.items():
         for s in SPLITS:
             for m in by_split[s]:
                 for b, word in m.alternatives or [(b, None) for b in splits if b != a]:
                     if word is None:
-                        words, weights = dists[(b, s)] if per_split_alternatives else dists[b]
+                        words, weights = dist(b, s)
                         if not words:
                             raise DataError(f"no '{s}' word of class '{b}' to draw an alternative from for "
                                             f"class '{a}'; add {s} rows of '{b}' or an alternative column")
                         word = rng.choices(words, weights=weights)[0]
                     rows.append((m.text, m.masked, m.factual, recase(word, m.factual), a, b, f"{a}->{b}",
                                  labels[a], s, m.word, m.n_masks))
-    df = pd.DataFrame(rows, columns=schema.TRAINING_COLUMNS[1:])
-    df.insert(0, "row_id", range(len(df)))
-    return df.astype(schema.INT_DTYPES)
+    return training_frame(rows)

@@ -91,7 +91,7 @@ def resolve(config, requested: "str | Objective" = AUTO) -> "Objective":
 def _unrecognised(config) -> str:
     model_type = getattr(config, "model_type", "")
     if getattr(config, "is_encoder_decoder", False):
-        return (f"model type '{model_type}' is encoder-decoder (seq2seq), which objective '{AUTO}' does not serve; "
-                "use an encoder (masked LM) or decoder-only (causal LM) model, or request an objective by name")
+        return (f"model type '{model_type}' is encoder-decoder without a seq2seq LM head that objective '{AUTO}' "
+                "serves; use a T5/BART-like seq2seq LM, an encoder (masked LM) or a decoder-only (causal LM) model")
     return (f"model type '{model_type}' has neither a masked-LM nor a causal-LM head that an objective "
             f"({', '.join(names())}) recognises; use a BERT-like masked LM or a decoder-only causal LM")

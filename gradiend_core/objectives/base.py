@@ -151,6 +151,8 @@ class Objective(ABC):
     head_kind: ClassVar[str]         # what messages call the head, e.g. "masked-LM"
     pipeline_task: ClassVar[str]     # transformers.pipeline task a rewritten model loads with
     fits_head: ClassVar[bool] = False  # fit_head() can train a missing head (model.fit_head)
+    scores_sequences: ClassVar[bool] = False  # the decoder grid scores sequence_row per candidate word
+    head_needs_classes: ClassVar[bool] = False  # fit_head() needs the class words (prepare-model keys them)
     missing_head_fix: ClassVar[str] = "use a checkpoint that includes its LM head"
 
     def __repr__(self) -> str:
@@ -178,6 +180,11 @@ class Objective(ABC):
     def auto_model_class(self):
         """The transformers Auto class the model is loaded with, e.g. AutoModelForMaskedLM."""
 
+    def pipeline_task_for(self, config) -> str:
+        """The transformers.pipeline task a rewritten model of this config loads with (where a family
+        serves several architectures that load differently, e.g. T5 and BART)."""
+        return self.pipeline_task
+
     def load_model(self, path: str):
         """(model, loading info) from a local directory, float32 (info has missing_keys)."""
         return self.auto_model_class().from_pretrained(path, dtype=torch.float32, output_loading_info=True)
@@ -196,8 +203,9 @@ class Objective(ABC):
         raise ModelError(f"objective '{self.name}' cannot initialise a head; {self.missing_head_fix}")
 
     def fit_head(self, model, tokenizer, texts: Sequence[str], cfg=None, reset: bool = False,
-                 name: str | None = None) -> dict:
-        """Train the head on `texts` with the backbone frozen -> fit metrics (families with fits_head)."""
+                 name: str | None = None, classes: dict | None = None) -> dict:
+        """Train the head on `texts` with the backbone frozen -> fit metrics (families with fits_head).
+        classes: the data's class -> words, for a head over the class words (`head_needs_classes`)."""
         raise ModelError(f"objective '{self.name}' has no head to fit for '{name or type(model).__name__}'; "
                          "head fitting is for families with a separable head (e.g. mlm)")
 
@@ -214,12 +222,14 @@ class Objective(ABC):
         return min(limits) if limits else 512
 
     # -- text and target words
-    def tokenize(self, tokenizer, texts: Sequence[str], max_length: int | None = None):
+    def tokenize(self, tokenizer, texts: Sequence[str], max_length: int | None = None, offsets: bool = False):
         """THE encoding of text for this family (extraction, decoder grid, LMS and head fitting): the
         tokenizer's own special tokens, cut at the end to max_length (None: no cut).
-        -> BatchEncoding with input_ids and special_tokens_mask, lists per text."""
+        -> BatchEncoding with input_ids and special_tokens_mask (and offset_mapping: each token's
+        (start, end) characters, when `offsets`), lists per text."""
+        extra = {"return_offsets_mapping": True} if offsets else {}
         return tokenizer(list(texts), truncation=max_length is not None, max_length=max_length,
-                         return_special_tokens_mask=True)
+                         return_special_tokens_mask=True, **extra)
 
     @abstractmethod
     def target_token_ids(self, tokenizer, word: str) -> list[int]:
@@ -245,6 +255,11 @@ class Objective(ABC):
     @abstractmethod
     def scoring_inputs(self, tokenizer, masked: str, k: int, max_length: int) -> tuple[list[int], list[int]]:
         """(ids, the k positions whose logits score a k-piece candidate) of one masked row (decoder grid)."""
+
+    def sequence_row(self, tokenizer, masked: str, word: str, max_length: int) -> Row:
+        """(ids, label positions, label ids) of one masked row filled with `word`, whose labelled tokens'
+        log-probabilities add up to the word's score (families with scores_sequences)."""
+        raise ModelError(f"objective '{self.name}' scores positions (scoring_inputs), not filled sentences")
 
     # -- parameters and the LM head
     def backbone(self, model) -> nn.Module:
@@ -283,6 +298,13 @@ class Objective(ABC):
         (2 x params x tokens; an estimate, not a measurement)."""
         empty = torch.empty(0, dtype=torch.long, device=input_ids.device)
         return self.label_logits(model, Encoded(input_ids, attention_mask, rows, cols, empty))
+
+    @torch.no_grad()
+    def sequence_log_probs(self, model, enc: Encoded) -> torch.Tensor:
+        """Per row of `enc`: the sum of its labelled tokens' log-probabilities, (B,) float64."""
+        logp = self.label_logits(model, enc).float().log_softmax(-1)  # (N, V)
+        picked = logp.gather(1, enc.labels[:, None])[:, 0].double()   # (N,)
+        return torch.zeros(enc.batch_size, dtype=torch.float64, device=picked.device).index_add_(0, enc.rows, picked)
 
     # -- language-modelling score on neutral text
     @abstractmethod

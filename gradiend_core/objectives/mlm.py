@@ -68,7 +68,7 @@ class MaskedLM(Objective):
                 p.zero_()
 
     def fit_head(self, model, tokenizer, texts: Sequence[str], cfg=None, reset: bool = False,
-                 name: str | None = None) -> dict:
+                 name: str | None = None, classes: dict | None = None) -> dict:
         from gradiend_core.head import fit_mlm_head
 
         return fit_mlm_head(model, tokenizer, texts, cfg, objective=self, reset=reset)
@@ -77,14 +77,21 @@ class MaskedLM(Objective):
     def target_token_ids(self, tokenizer, word: str) -> list[int]:
         return word_ids(tokenizer, word.strip(), word)
 
+    def mask_tokens(self, tokenizer, k: int) -> list[str]:
+        """The k mask tokens that stand for a k-piece target (the i-th is labelled with the i-th piece)."""
+        mask_token_or_error(tokenizer)
+        return [tokenizer.mask_token] * k
+
     def training_inputs(self, tokenizer, masked: str, target: str, max_length: int) -> Row:
         split_at_mask(masked)  # DataError without a placeholder
-        mask_id = mask_token_or_error(tokenizer)
+        self.check_tokenizer(tokenizer)
         sub = self.target_token_ids(tokenizer, target)
+        marks = self.mask_tokens(tokenizer, len(sub))
+        mask_ids = set(tokenizer.convert_tokens_to_ids(marks))
         parts = masked.split(MASK)
-        text = (" ".join([tokenizer.mask_token] * len(sub))).join(parts)
+        text = " ".join(marks).join(parts)
         ids = list(self.tokenize(tokenizer, [text], max_length)["input_ids"][0])
-        cols = [i for i, t in enumerate(ids) if t == mask_id]
+        cols = [i for i, t in enumerate(ids) if t in mask_ids]
         expected = (len(parts) - 1) * len(sub)
         if len(cols) != expected:
             raise DataError(f"masked text {masked!r} has {len(cols)} mask tokens after tokenization, expected "
@@ -93,11 +100,12 @@ class MaskedLM(Objective):
 
     def scoring_inputs(self, tokenizer, masked: str, k: int, max_length: int) -> tuple[list[int], list[int]]:
         """The first [MASK] becomes k mask tokens; later [MASK]s stay single mask tokens (not scored)."""
-        mask_tok, mask_id = tokenizer.mask_token, tokenizer.mask_token_id
+        marks = self.mask_tokens(tokenizer, k)
+        mask_ids = set(tokenizer.convert_tokens_to_ids(marks))
         pre, post = split_at_mask(masked)
-        text = pre + " ".join([mask_tok] * k) + post.replace(MASK, mask_tok)
+        text = pre + " ".join(marks) + post.replace(MASK, marks[0])
         ids = self.tokenize(tokenizer, [text], max_length)["input_ids"][0]
-        pos = [i for i, t in enumerate(ids) if t == mask_id][:k]
+        pos = [i for i, t in enumerate(ids) if t in mask_ids][:k]
         if len(pos) < k:
             raise DataError(f"the mask of row {masked[:60]!r} lies beyond max_length={max_length}; shorten the row")
         return ids, pos

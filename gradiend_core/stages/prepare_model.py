@@ -1,11 +1,12 @@
-"""prepare-model: resolve the base model, fit a masked-LM head when it has none, record its digest."""
+"""prepare-model: resolve the base model, fit its objective's head when it has none (a masked-LM head; the
+auxiliary head of clm_mlm_head, keyed by the class words), record its digest."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..lm import load_base_model, resolve_model_path
 from ..reports import prepare_model as report
-from ..data.corpus import corpus_identity, corpus_texts, file_digest
+from ..data.corpus import class_map, corpus_identity, corpus_texts, file_digest
 from .common import pin_torch_threads, section
 from .declaration import Report, Stage
 
@@ -15,8 +16,16 @@ def config_slice(cfg) -> dict:
     # model.device / model.dtype: where and how later stages run the model, not what this stage prepares
     # (the head is fitted on the CPU in float32, the model every later stage loads and casts)
     model = {k: v for k, v in section(cfg.model).items() if k not in ("device", "dtype")}
-    return {"model": model, "model_files": file_digest(str(path)),
-            "corpus": corpus_identity(cfg.data)}
+    conf = {"model": model, "model_files": file_digest(str(path)), "corpus": corpus_identity(cfg.data)}
+    if _head_needs_classes(cfg.model.objective):  # a head over the class words (clm_mlm_head): they key it
+        conf["classes"] = class_map(cfg.data)
+    return conf
+
+
+def _head_needs_classes(objective: str) -> bool:
+    from ..objectives import AUTO, get_objective
+
+    return objective != AUTO and get_objective(objective).head_needs_classes
 
 
 def paths(cfg) -> dict:
@@ -37,8 +46,8 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
                            corpus=paths.get("corpus"), table=paths.get("table"),
                            table_columns=conf["corpus"].get("table_columns"))
         texts = corpus_texts(data)[: m.head.max_texts]
-        progress(0.05, f"fitting the masked-LM head on {len(texts)} texts")
-        head = base.fit_head(texts, m.head)
+        progress(0.05, f"fitting the {base.objective.head_kind} head on {len(texts)} texts")
+        head = base.fit_head(texts, m.head, classes=conf.get("classes"))
         base.model.save_pretrained(out / "model")
         base.tokenizer.save_pretrained(out / "model")
         # the digest of exactly what downstream stages will load

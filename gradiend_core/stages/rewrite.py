@@ -5,7 +5,8 @@ shorthand), fanned out like train-seed: step ids `rewrite-<class>-<direction>`, 
 (its request and the upstream keys, so adding a request re-runs no other). Each step reads the
 decoder grid's selection for its request ("<class>" to strengthen, "<class>_weaken" to weaken).
 The result loads with `transformers.pipeline(TASK, model=DIR)`, TASK being the objective's pipeline task
-("fill-mask" for MLMs, "text-generation" for CLMs; recorded as `pipeline_task`).
+("fill-mask" for MLMs and BART, "text-generation" for CLMs and T5: `Objective.pipeline_task_for`; recorded as
+`pipeline_task`).
 """
 from __future__ import annotations
 
@@ -62,7 +63,8 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     atomic_write_json(out / "examples.json", examples)
     return {"target_class": target, "direction": request["direction"], "request": request_label(request),
             "selected": chosen, "part": part, "model_subdir": "model", "examples_mean": _means(examples),
-            "objective": base.objective.name, "pipeline_task": base.objective.pipeline_task, **where(base)}
+            "objective": base.objective.name, "pipeline_task": base.objective.pipeline_task_for(base.model.config),
+            **where(base)}
 
 
 def example_probabilities(base, rewritten, data_dir: Path, class_words: dict, target: str, direction: str,

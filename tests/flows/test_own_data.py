@@ -34,7 +34,7 @@ def test_pipeline_from_a_labelled_table(tmp_path, run_json, prefect_home, tiny_m
     store = tmp_path / "store"
 
     cold = run_json(tmp_path / "exp.yaml", store)
-    assert all(not st["cached"] for st in cold["stages"].values()) and "rewrite" in cold["stages"]
+    assert all(not st["cached"] for st in cold["stages"].values()) and "rewrite-3SG-strengthen" in cold["stages"]
     assert -1.0 <= cold["metrics"]["encoder_correlation"] <= 1.0
     out = store / "create-data" / cold["stages"]["create-data"]["key"]
     rows = pd.read_parquet(out / "training.parquet")

@@ -67,6 +67,27 @@ def test_missing_path_error():
         load_base_model("/definitely/not/here")
 
 
+def test_a_hub_id_loads_from_the_local_cache_without_download(tmp_path, clm, monkeypatch):
+    """`gpt2` resolves to its snapshot in the Hugging Face cache (hub layout: refs/main -> snapshots/<commit>);
+    absent from the cache, it is a one-line error that says how to get it there."""
+    from huggingface_hub import constants
+
+    model, tok = clm
+    repo, commit = tmp_path / "hub" / "models--gpt2", "0123456789abcdef0123456789abcdef01234567"
+    save_tiny(model, tok, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert resolve_model_path("gpt2") == (repo / "snapshots" / commit).resolve()
+    base = load_base_model("gpt2", objective="clm_sequence_cloze")
+    assert base.name_or_path == "gpt2" and base.digest == weights_digest(model)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    with pytest.raises(ModelError, match=r"^model 'gpt2' not found: .* not in the Hugging Face cache; .*"
+                                         r"put a hub model in the cache first, e.g. `hf download gpt2`\)$"):
+        resolve_model_path("gpt2")
+
+
 def test_dir_without_config(tmp_path):
     with pytest.raises(ModelError, match="has no config.json"):
         resolve_model_path(tmp_path)

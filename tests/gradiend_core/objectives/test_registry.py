@@ -16,7 +16,7 @@ def configs():
 
 
 def test_names_and_instances():
-    assert names() == ["clm", "mlm"]
+    assert names() == ["clm", "clm_mlm_head", "clm_sequence_cloze", "mlm", "seq2seq_encoder_mlm"]
     mlm, clm = get_objective("mlm"), get_objective("clm")
     assert (mlm.name, clm.name) == ("mlm", "clm")
     assert get_objective("mlm") is mlm and get_objective(mlm) is mlm  # one instance; an instance passes through
@@ -26,19 +26,21 @@ def test_names_and_instances():
 
 
 def test_names_import_no_model_code():
-    code = ("import sys; from gradiend_core.objectives import names; assert names() == ['clm', 'mlm']; "
+    code = ("import sys; from gradiend_core.objectives import names; "
+            "assert names() == ['clm', 'clm_mlm_head', 'clm_sequence_cloze', 'mlm', 'seq2seq_encoder_mlm']; "
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_auto_resolution(configs):
-    from transformers import BertConfig, T5Config, ViTConfig
+    from transformers import BertConfig, T5Config, ViTConfig, WhisperConfig
 
     assert resolve(configs["bert"]).name == "mlm"
     assert resolve(configs["gpt2"], "auto").name == "clm"
     assert resolve(BertConfig(is_decoder=True)).name == "clm"  # a BERT decoder is a causal LM
-    with pytest.raises(ModelError, match="model type 't5' is encoder-decoder"):
-        resolve(T5Config())
+    assert resolve(T5Config()).name == "seq2seq_encoder_mlm"
+    with pytest.raises(ModelError, match="model type 'whisper' is encoder-decoder"):
+        resolve(WhisperConfig())
     with pytest.raises(ModelError, match="model type 'vit' has neither a masked-LM nor a causal-LM head"):
         resolve(ViTConfig())
 
@@ -47,14 +49,24 @@ def test_requested_objective_must_serve_the_model(configs):
     assert resolve(configs["bert"], "mlm").name == "mlm"
     assert resolve(configs["gpt2"], "clm").name == "clm"
     with pytest.raises(ModelError, match=r"^objective 'mlm' cannot serve model type 'gpt2' \(it has no masked-LM "
-                                         r"head\); use objective 'auto' or one that can: clm$"):
+                                         r"head\); use objective 'auto' or one that can: "
+                                         r"clm, clm_mlm_head, clm_sequence_cloze$"):
         resolve(configs["gpt2"], "mlm")
+    assert resolve(configs["gpt2"], "clm_sequence_cloze").name == "clm_sequence_cloze"
+    with pytest.raises(ModelError, match=r"^objective 'clm_sequence_cloze' cannot serve model type 'bert' \(it is "
+                                         r"not a decoder-only causal LM, .*\); use objective 'auto' or one that can: "
+                                         r"clm, mlm$"):
+        resolve(configs["bert"], "clm_sequence_cloze")
 
 
 def test_unknown_name_is_a_config_error_naming_the_known_ones(configs):
-    with pytest.raises(ConfigError, match=r"^unknown objective 'seq2seq'; use one of: clm, mlm \(or 'auto'"):
+    with pytest.raises(ConfigError, match=r"^unknown objective 'seq2seq'; use one of: clm, clm_mlm_head, "
+                                          r"clm_sequence_cloze, mlm, "
+                                          r"seq2seq_encoder_mlm "
+                                          r"\(or 'auto'"):
         get_objective("seq2seq")
-    with pytest.raises(ConfigError, match="use one of: clm, mlm"):
+    with pytest.raises(ConfigError, match="use one of: clm, clm_mlm_head, clm_sequence_cloze, mlm, "
+                                          "seq2seq_encoder_mlm"):
         resolve(configs["bert"], "seq2seq")
 
 
@@ -63,7 +75,7 @@ def test_experiment_validates_the_objective_name():
 
     ModelSection(objective="clm").validate()
     with pytest.raises(ConfigError, match=r"model.objective: unknown objective 'mlmm' \(did you mean 'mlm'\?\); "
-                                          "use auto or one of clm, mlm"):
+                                          "use auto or one of clm, clm_mlm_head, clm_sequence_cloze, mlm"):
         ModelSection(objective="mlmm").validate()
 
 
