@@ -201,7 +201,10 @@ def main() -> None:
                                       args.steps or (10 if args.smoke else 200), args.device)
         if args.flow:
             log(f"the default experiment with model.device={args.device}")
-            result["flow"] = flow(model_ref, args.smoke, wd, args.device)
+            try:  # the measurements above are kept when the flow cannot run (e.g. zarr missing on the host)
+                result["flow"] = flow(model_ref, args.smoke, wd, args.device)
+            except Exception as e:  # noqa: BLE001
+                result["flow"] = {"status": "failed", "error": f"{type(e).__name__}: {e}"[:500]}
         if args.device.startswith("cuda"):
             result["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         finish(result, args.out)
