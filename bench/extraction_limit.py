@@ -47,15 +47,19 @@ def matmul_params(base) -> int:
     return sum(m.weight.numel() for m in body.modules() if isinstance(m, nn.Linear))
 
 
-def layer_matmul_rate(tokens: int, hidden: int, inter: int, seconds: float = 1.0) -> dict:
-    """fp32 GFLOP/s of one transformer layer's matmul shapes at `tokens` rows (forward shapes)."""
+def layer_matmul_rate(tokens: int, hidden: int, inter: int, seconds: float = 1.0, device: str = "cpu",
+                      dtype=None) -> dict:
+    """GFLOP/s of one transformer layer's matmul shapes at `tokens` rows (forward shapes), fp32 on the
+    CPU unless told (bench/gpu.py: cuda, float32 and bfloat16; the device is synchronised before timing)."""
     import torch
 
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(tokens, hidden, generator=g)
-    xi = torch.randn(tokens, inter, generator=g)
-    w_hh, w_hi, w_ih = (torch.randn(hidden, hidden, generator=g), torch.randn(hidden, inter, generator=g),
-                        torch.randn(inter, hidden, generator=g))
+    put = (lambda t: t.to(device=device, dtype=dtype or torch.float32))  # noqa: E731
+    x = put(torch.randn(tokens, hidden, generator=g))
+    xi = put(torch.randn(tokens, inter, generator=g))
+    w_hh, w_hi, w_ih = (put(torch.randn(hidden, hidden, generator=g)), put(torch.randn(hidden, inter, generator=g)),
+                        put(torch.randn(inter, hidden, generator=g)))
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
 
     def layer():
         for _ in range(4):      # q, k, v, attention output: (T, h) @ (h, h)
@@ -66,6 +70,7 @@ def layer_matmul_rate(tokens: int, hidden: int, inter: int, seconds: float = 1.0
     flops = 2 * tokens * (4 * hidden * hidden + 2 * hidden * inter)
     for _ in range(5):
         layer()
+    sync()
     # best block of ~seconds/10: the attainable rate (other processes on a shared machine only slow it)
     best, total, t_end = 0.0, 0, time.perf_counter() + seconds
     while time.perf_counter() < t_end or total == 0:
@@ -73,6 +78,9 @@ def layer_matmul_rate(tokens: int, hidden: int, inter: int, seconds: float = 1.0
         while n == 0 or time.perf_counter() - t0 < seconds / 10:
             layer()
             n += 1
+            if n % 8 == 0:
+                sync()
+        sync()
         best = max(best, flops * n / (time.perf_counter() - t0))
         total += n
     return {"tokens": tokens, "shapes": f"{tokens}x{hidden}@{hidden}x{hidden} (x4), {tokens}x{hidden}@{hidden}x"

@@ -40,10 +40,12 @@ def resolve_config(config: Any = None, overrides: list[str] | None = None) -> Ex
 
 
 def preflight(cfg: ExperimentConfig, store: str | Path):
-    """Everything checked before any stage runs: config slices (model path, data classes), the store,
+    """Everything checked before any stage runs: the devices, config slices (model path, data classes), the store,
     and, unless extraction is already cached, the model, the data and the disk space extraction needs."""
+    from gradiend_core.devices import check_config
     from gradiend_core.stages.plan import plan
 
+    check_config(cfg)  # the devices are on this host and model.dtype runs there
     s = open_store(store)
     s.check_writable()
     steps = plan(cfg)

@@ -22,6 +22,7 @@ from .config_loader import from_dict, suggest, to_dict
 from .data.corpus import class_map, merged_classes
 from .data.creation import DataConfig
 from .decoder_eval import DecoderGridConfig
+from .devices import parse_device
 from .errors import ConfigError
 from .head import HeadFitConfig
 from .pruning import PrePruneConfig
@@ -39,9 +40,16 @@ class ModelSection:
     objective: str = "auto"  # auto = from the model config; or a registered family (gradiend_core.objectives)
     fit_head: Literal["auto", "always", "never"] = "auto"  # auto = only when the checkpoint has none
     head: HeadFitConfig = field(default_factory=HeadFitConfig)  # the masked-LM head fit, when there is one
+    # where extraction, the decoder grid, the LMS and the rewrite run: auto (cuda, else mps, else cpu),
+    # cpu, cuda, cuda:N, mps. Not in any stage key (the manifests record the device that built them)
+    device: str = "auto"
+    # the base model's precision there (the rewritten model is saved in it); float32 = every earlier key
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
 
     def validate(self) -> None:
         from .objectives import AUTO, names  # names only: imports no model code
+
+        parse_device(self.device, "model.device")
 
         if self.objective != AUTO and self.objective not in names():
             hint = suggest(self.objective, names())
@@ -134,6 +142,7 @@ class TrainSection(TrainConfig):
     eval_max_rows: int | None = None  # validation rows per class used for in-training evaluation
     seed: int = 0                     # data order seed, and the first model seed
     max_seeds: int = 3
+    device: str | None = None         # where the GRADIEND trains; null: model.device (not in the key)
 
     def validate(self) -> "TrainSection":
         positive("train", base_batch_size=self.base_batch_size, max_seeds=self.max_seeds,

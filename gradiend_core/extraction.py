@@ -27,7 +27,9 @@ from .data.creation import read_dataset
 from .errors import StoreError
 from .grad_store import create_store, for_writing, to_storage
 from .io import atomic_write_json
+from .devices import describe
 from .manifests import info, load_prepared_model, out_path
+from .stages.common import base_placement
 from .param_map import ParamMap, save_param_map, select_parameters
 from .pruning import KEEP_FILE, PrePruneConfig, kept_per_param, sample_keep
 from .tokens import MASK
@@ -107,6 +109,7 @@ class Extraction:
     pmap: ParamMap          # the dims stored: pre-pruned when pre_prune is enabled
     classes: dict[str, list[str]]
     pruned: dict | None = None  # pre-pruning summary (sample rows, kept dims per tensor)
+    where: dict | None = None   # {"device": where the base model ran, "model_dtype": its dtype}
 
     @property
     def n(self) -> int:
@@ -127,7 +130,7 @@ class Extraction:
         return {"n_rows": self.n, "dim": self.pmap.input_dim, "dtype": self.x.dtype, "n_params": len(self.pmap.specs),
                 "splits": {k: int(v) for k, v in rows["split"].value_counts().sort_index().items()},
                 "base": {"name_or_path": base.name_or_path, "digest": base.digest, "objective": base.objective.name},
-                "classes": list(self.classes.items()), "pre_prune": self.pruned}
+                "classes": list(self.classes.items()), "pre_prune": self.pruned, **(self.where or {})}
 
 
 def setup(conf: dict, inputs: dict, out: Path, progress=None) -> Extraction:
@@ -141,7 +144,8 @@ def setup(conf: dict, inputs: dict, out: Path, progress=None) -> Extraction:
     # the thread count changes the summation order inside matmuls, hence the stored bytes: it is part
     # of the key and set explicitly, so threads, Dask and Ray workers write identical stores
     torch.set_num_threads(x.threads)
-    base = load_prepared_model(inputs["model"])
+    device, dtype = base_placement(conf)  # model.device / model.dtype; the stored rows are CPU float32 first
+    base = load_prepared_model(inputs["model"], device, dtype)
     training, neutral = read_dataset(out_path(inputs["data"]))
     classes = dict(info(inputs["data"])["classes"])  # ordered [name, words] pairs -> dict
     exclude = {w for ws in classes.values() for w in ws}
@@ -150,7 +154,7 @@ def setup(conf: dict, inputs: dict, out: Path, progress=None) -> Extraction:
     pmap = select_parameters(base.model, x.include, x.exclude, backbone=base.objective.backbone(base.model))
     check_targets(base, rows)
     pmap, pruned = prune_first(out, base, pmap, rows, conf.get("pre_prune") or {}, x, progress)
-    return Extraction(x, base, rows, pmap, classes, pruned)
+    return Extraction(x, base, rows, pmap, classes, pruned, {"device": describe(device), "model_dtype": dtype})
 
 
 def prune_first(out: Path, base, pmap: ParamMap, rows: pd.DataFrame, pp_conf: dict, x, progress=None):

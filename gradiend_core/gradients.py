@@ -131,9 +131,14 @@ class GradientExtractor:
 
     def _flat(self, grads: Sequence[torch.Tensor]) -> torch.Tensor:
         """(P,) float32 CPU vector of the selected entries of per-parameter gradients."""
-        row = torch.empty(self.param_map.input_dim, dtype=torch.float32)
+        row = torch.empty(self.param_map.input_dim, dtype=torch.float32, device=self.device)
         self._write_row(row, grads)
-        return row
+        return row.cpu()
+
+    def _rows(self, B: int) -> torch.Tensor:
+        """(B, P) float32 rows on the model's device: gathered there, moved to the CPU once (`.cpu()`, a
+        no-op on the CPU) by the public methods."""
+        return torch.empty((B, self.param_map.input_dim), dtype=torch.float32, device=self.device)
 
     def _write_row(self, row: torch.Tensor, grads: Sequence, skip: int | None = None) -> None:
         """Copy the selected entries (map order) straight into `row` (P,): no (P,) temporary, which
@@ -199,15 +204,15 @@ class GradientExtractor:
         try:
             if self.per_example == "hooks":
                 try:
-                    return self._hooked(self.encode(masked, targets), [None])[0]
+                    return self._hooked(self.encode(masked, targets), [None])[0].cpu()
                 except NotHookable:  # e.g. an in-place change of a layer's output: the per-row loop
                     self.per_example = "loop"
             if self.per_example == "batched":
                 try:
-                    return self._batched(masked, targets)
+                    return self._batched(masked, targets).cpu()
                 except RuntimeError:  # a model whose backward cannot be vmapped: fall back to the loop
                     self.per_example = "loop"
-            return self._loop(masked, targets)
+            return self._loop(masked, targets).cpu()
         finally:
             self._clear()
 
@@ -226,16 +231,15 @@ class GradientExtractor:
                 if torch.equal(ef.input_ids, ea.input_ids) and torch.equal(ef.cols, ea.cols) \
                         and torch.equal(ef.rows, ea.rows):  # same inputs: one forward serves both labels
                     g_f, g_a = self._hooked(ef, [ef.labels, ea.labels])
-                    return g_f, g_a
-                return self._hooked(ef, [None])[0], self._hooked(ea, [None])[0]
+                    return g_f.cpu(), g_a.cpu()
+                return self._hooked(ef, [None])[0].cpu(), self._hooked(ea, [None])[0].cpu()
             except NotHookable:  # e.g. an in-place change of a layer's output: the per-row loop
                 self.per_example = "loop"
             finally:
                 self._clear()
         if self.per_example != "loop":
             return self.example_gradients(masked, factual), self.example_gradients(masked, alternative)
-        g_f = torch.empty((len(masked), self.param_map.input_dim), dtype=torch.float32)
-        g_a = torch.empty_like(g_f)
+        g_f, g_a = self._rows(len(masked)), self._rows(len(masked))
         try:
             for i, (m, f, a) in enumerate(zip(masked, factual, alternative)):
                 ef, ea = self.encode([m], [f]), self.encode([m], [a])
@@ -251,11 +255,11 @@ class GradientExtractor:
                         self._row_into(out, loss)
         finally:
             self._clear()
-        return g_f, g_a
+        return g_f.cpu(), g_a.cpu()
 
     # -- strategies
     def _loop(self, masked, targets) -> torch.Tensor:
-        out = torch.empty((len(masked), self.param_map.input_dim), dtype=torch.float32)
+        out = self._rows(len(masked))
         for i, (m, t) in enumerate(zip(masked, targets)):
             enc = self.encode([m], [t])  # unpadded single row
             with self._forward():
@@ -272,7 +276,7 @@ class GradientExtractor:
         eye = torch.eye(B, dtype=ce.dtype, device=ce.device)
         grads = torch.autograd.grad(per_row, self.params, grad_outputs=eye, is_grads_batched=True,
                                     allow_unused=True, materialize_grads=True)  # each (B, *shape)
-        out = torch.empty((B, self.param_map.input_dim), dtype=torch.float32)
+        out = self._rows(B)
         for i in range(B):
             self._write_row(out[i], [g[i] for g in grads])
         return out
@@ -280,7 +284,7 @@ class GradientExtractor:
     def _hooked(self, enc: Encoded, label_sets: list) -> list[torch.Tensor]:
         """Per-example gradients (B, P) for each label vector (N,) of `label_sets` (None: enc.labels),
         from ONE padded forward of `enc` and one backward per label vector (see per_example.py)."""
-        B, P = enc.batch_size, self.param_map.input_dim
+        B = enc.batch_size
         with self._hooks.capture(self.model, B), self._forward():
             logits = self.objective.label_logits(self.model, enc, self.fast_head)  # (N, V)
         if logits.dtype not in (torch.float32, torch.float64):
@@ -296,7 +300,7 @@ class GradientExtractor:
             loss = (F.cross_entropy(logits, labels, reduction="none") * weight).sum()
             gs = torch.autograd.grad(loss, hooked + extra, retain_graph=retain, allow_unused=True,
                                      materialize_grads=True)
-            out = torch.empty((B, P), dtype=torch.float32)
+            out = self._rows(B)  # (B, P)
             self._hooks.write(list(gs[:len(hooked)]), self.param_map.specs, out)
             if self._emb is not None:
                 self._embedding_rows(enc, list(gs[len(hooked):]), out)

@@ -8,7 +8,8 @@ it, its target tokens, its inputs, its head) is its prediction objective (gradie
 prefix), picked from the config ("auto") or requested by name.
 
 Deviation from the reference: the model is loaded by its objective's Auto class (no seq2seq attempt),
-always in float32, and a checkpoint whose masked-LM head is missing is refused unless head fitting is
+always in float32 on the CPU (the stages that run it then move it to model.device in model.dtype:
+manifests.load_prepared_model, devices.place_model), and a checkpoint whose masked-LM head is missing is refused unless head fitting is
 enabled (the reference silently trains on a randomly initialised head).
 """
 from __future__ import annotations

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
+from .devices import place_model
 from .errors import StoreError
 from .io import read_json
 from .lm import load_base_model
@@ -32,8 +35,9 @@ def store_dir(pre_prune_manifest: dict) -> Path:
     return out_path(pre_prune_manifest).parents[1] / i["store_stage"] / i["store_key"]
 
 
-def load_prepared_model(model_manifest: dict):
-    """The base LM recorded by prepare-model (with its objective), checked against its recorded digest."""
+def load_prepared_model(model_manifest: dict, device=None, dtype: str = "float32"):
+    """The base LM recorded by prepare-model (with its objective), checked against its recorded digest,
+    then moved to `device` (a torch.device; None: CPU) in `dtype` (its digest stays the float32 one)."""
     i = info(model_manifest)
     base = load_base_model(model_dir(model_manifest), allow_missing_head=False,
                            objective=i.get("objective", "auto"))
@@ -41,6 +45,8 @@ def load_prepared_model(model_manifest: dict):
         raise StoreError(f"model files in {model_dir(model_manifest)} changed since prepare-model recorded digest "
                          f"{i['digest'][:12]} (now {base.digest[:12]}); re-run to refresh prepare-model")
     base.name_or_path = i["name_or_path"]
+    if device is not None or dtype != "float32":
+        place_model(base.model, device or torch.device("cpu"), dtype)
     return base
 
 

@@ -172,9 +172,16 @@ class GradiendModel(nn.Module):
         return self.act_dec(self.decoder(h))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (G,P) -> (x_hat (G,P), h (G,L)); an unbatched (P,) input gives ((P,), (L,))."""
+        """x (G,P) -> (x_hat (G,P) on the decoder's device, h (G,L)); an unbatched (P,) input gives ((P,), (L,))."""
         h = self.encode(x)
-        return self.act_dec(self.decoder(h)), h
+        return self.act_dec(self.decoder(h.to(self.decoder.weight.device))), h
+
+    def place(self, encoder: torch.device, decoder: torch.device | None = None) -> "GradiendModel":
+        """Move the encoder to `encoder` and the decoder to `decoder` (default: the encoder's device), in
+        place: the reference's split of a wide GRADIEND over two devices (forward moves h across)."""
+        self.encoder.to(encoder)
+        self.decoder.to(decoder if decoder is not None else encoder)
+        return self
 
     # ------------------------------------------------------------------ weight analysis
     @torch.no_grad()

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gradiend_core.devices import describe, parse_device, resolve_decoder_device, resolve_device
 from gradiend_core.errors import ConfigError, DataError, GradiendError
 from gradiend_core.metrics import pearson
 from gradiend_core.model import GradiendModel, canonical_activation
@@ -72,7 +73,10 @@ class TrainConfig:
     convergence_mean_threshold: float = 0.5
     do_eval: bool = True
     eval_batch_size: int = 256  # eval rows encoded at once (memory bound only, no effect on results)
-    device: str = "cpu"  # where the GRADIEND trains; the returned model is always on CPU
+    device: str = "cpu"  # where the GRADIEND trains (devices.py); the returned model is always on CPU
+    # the decoder's device: None = the encoder's; "auto" = the reference's split of a wide GRADIEND
+    # (encoder on cuda:0, decoder on cuda:1) when there are 2 GPUs; or a device like "cuda:1"
+    decoder_device: str | None = None
 
     def validate(self) -> "TrainConfig":
         _require(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
@@ -91,10 +95,10 @@ class TrainConfig:
             _require(0.0 <= value <= 1.0, f"{name} must be in [0, 1], got {value!r}")
         canonical_activation(self.activation_encoder)
         canonical_activation(self.activation_decoder or self.activation_encoder)
-        try:
-            torch.device(self.device)
-        except (RuntimeError, TypeError):
-            raise ConfigError(f"device {self.device!r} is not a torch device; use e.g. 'cpu' or 'cuda:0'") from None
+        if self.device is not None:
+            parse_device(self.device, "train.device")
+        if self.decoder_device is not None:
+            parse_device(self.decoder_device, "train.decoder_device")
         return self
 
     def to_dict(self) -> dict:
@@ -135,6 +139,7 @@ class EvalSet:
 class TrainResult:
     model: GradiendModel  # best (or final) checkpoint, eval mode, on CPU
     stats: dict  # JSON-able; layout in train_gradiend's docstring
+    device: str = "cpu"  # where it trained: "cpu", "cuda:0 (name)", or "<encoder> + <decoder>" when split
 
 
 # ---------------------------------------------------------------------- evaluation
@@ -199,13 +204,13 @@ def _make_optimizer(model: GradiendModel, cfg: TrainConfig) -> torch.optim.Optim
                fused=True)
 
 
-def _as_pair(batch, input_dim: int, device, dtype) -> Batch:
+def _as_pair(batch, input_dim: int, devices: tuple, dtype) -> Batch:
     try:
         source, target = batch
     except (TypeError, ValueError):
         raise DataError("each training batch must be a (source, target) pair of (G, P) tensors") from None
-    out = []
-    for name, t in (("source", source), ("target", target)):
+    out = []  # the source goes to the encoder's device, the target to the decoder's (where x_hat is)
+    for name, t, device in (("source", source, devices[0]), ("target", target, devices[1])):
         t = torch.as_tensor(t)
         t = t.unsqueeze(0) if t.dim() == 1 else t
         if t.dim() != 2 or t.shape[1] != input_dim:
@@ -321,9 +326,10 @@ class _TrainRun:
         self.cfg, self.input_dim, self.seed, self.say, self.progress = cfg, input_dim, seed, say, progress
         self.eval_set = eval_set
         self.labels = _eval_labels(eval_set, cfg)  # (N,) float64, None = no evaluation
-        self.device = torch.device(cfg.device)
+        enc = resolve_device(cfg.device or "cpu", "train.device")
+        self.devices = (enc, resolve_decoder_device(enc, cfg.decoder_device))  # (encoder, decoder)
         self.model = GradiendModel(input_dim, cfg.latent_dim, cfg.activation_encoder, cfg.activation_decoder,
-                                   cfg.bias_decoder, seed=seed).to(self.device)
+                                   cfg.bias_decoder, seed=seed).place(*self.devices)
         self.model.train()
         self.opt = _make_optimizer(self.model, cfg)
         self.rec = _Recorder()
@@ -380,7 +386,7 @@ class _TrainRun:
         final_epoch = cfg.max_steps <= 0 and epoch == cfg.num_epochs - 1
         seen = 0
         for batch in it:
-            x, y = _as_pair(batch, self.input_dim, self.device, self.model.dtype)  # (G, P), (G, P)
+            x, y = _as_pair(batch, self.input_dim, self.devices, self.model.dtype)  # (G, P), (G, P)
             seen += 1
             self.train_batch(x, y, epoch, final_epoch and seen == n_epoch)
             if self.step == cfg.max_steps:
@@ -407,7 +413,7 @@ class _TrainRun:
         """Load the best checkpoint (if any), move the model to CPU in eval mode, build the stats."""
         if self.rec.best_state is not None:
             self.model.load_state_dict(self.rec.best_state)
-        self.model.eval().to("cpu")
+        self.model.eval().place(torch.device("cpu"))
         stats = _stats(self.rec, self.cfg, self.labels is not None, self.step, self.losses, self.enc_norms,
                        self.dec_norms)
         stats.update(seconds=time.perf_counter() - t0, steps=self.step, seed=int(self.seed))
@@ -415,7 +421,8 @@ class _TrainRun:
             self.say(f"GRADIEND did not converge (best |correlation| {abs(stats['best']['correlation']):.3f}, "
                      f"threshold {self.cfg.convergence_threshold}); try more steps, a higher learning rate "
                      "or another seed")
-        return TrainResult(model=self.model, stats=stats)
+        enc, dec = (describe(d) for d in self.devices)
+        return TrainResult(model=self.model, stats=stats, device=enc if enc == dec else f"{enc} + {dec}")
 
 
 # ---------------------------------------------------------------------- main entry

@@ -116,6 +116,13 @@ CASES = {
                                  "objective 'clm_mlm_head' cannot serve model type 't5' (it is not a decoder-only"),
     "tokenizer-missing": (None, ["model.name_or_path={env}/no-tokenizer"], "no tokenizer files"),
     "target-not-encodable": (None, ["data.classes={a: [he], b: [\u2603]}"], "cannot be encoded"),
+    # devices and precision (checked before the store is opened)
+    "unknown-device": (None, ["model.device=gpu"], "model.device: unknown device 'gpu'; use auto, cpu, cuda"),
+    "device-index-missing": (None, ["model.device=cuda:64"], "model.device: cuda:64 requested but"),
+    "unknown-train-device": (None, ["train.device=tpu"], "train.device: unknown device 'tpu'"),
+    "train-device-missing": (None, ["train.device=cuda:64"], "train.device: cuda:64 requested but"),
+    "decoder-device-missing": (None, ["train.decoder_device=cuda:64"], "train.decoder_device: cuda:64 requested"),
+    "unknown-dtype": (None, ["model.dtype=float8"], "is not one of float32, bfloat16, float16"),
     # data
     "corpus-missing": (None, ["data.builtin=null", "data.corpus={env}/missing.txt",
                               "data.classes={3SG: [he], 3PL: [they]}"], "not found"),
@@ -199,3 +206,37 @@ def test_diverging_training_stops_without_a_checkpoint(env, tmp_path):
     assert "\n" not in str(e.value) and set(done) == {"prepare-model", "create-data", "extract-gradients",
                                                       "pre-prune"}
     assert not [k for st, k in s.outputs() if st == "train-seed"] and s.leftovers() == []
+
+
+@pytest.mark.parametrize("device, needle", [
+    ("cuda", "model.device: cuda requested but CUDA is not available on this host"),
+    ("mps", "model.device: mps is not available on this host"),
+])
+def test_device_not_on_this_host(env, tmp_path, capsys, monkeypatch, device, needle):
+    import torch
+
+    from gradiend_core import devices
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same answer on a GPU host or a Mac
+    monkeypatch.setattr(devices, "_has_mps", lambda: False)
+    store = tmp_path / "store"
+    assert_fails_cleanly(["run", str(env / "config.yaml"), "--store", str(store), "--set", f"model.device={device}"],
+                         store, needle, capsys)
+
+
+def test_dtype_the_device_cannot_run(env, tmp_path, capsys, monkeypatch):
+    """As on a torch whose CPU kernels lack float16 layer norm: the dtype probe fails, nothing is built."""
+    import torch
+
+    real = torch.nn.functional.layer_norm
+
+    def no_half(x, *a, **k):
+        if x.dtype == torch.float16:
+            raise RuntimeError('"LayerNormKernelImpl" not implemented for \'Half\'')
+        return real(x, *a, **k)
+
+    monkeypatch.setattr(torch.nn.functional, "layer_norm", no_half)
+    store = tmp_path / "store"
+    assert_fails_cleanly(["run", str(env / "config.yaml"), "--store", str(store), "--set", "model.device=cpu",
+                          "--set", "model.dtype=float16"], store,
+                         "model.dtype: float16 cannot run on cpu (\"LayerNormKernelImpl\" not implemented", capsys)

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from .runner import RUNTIME
+
+DEFAULT_DTYPE = "float32"
+
 
 def section(cfg_section) -> dict:
     return dataclasses.asdict(cfg_section)
@@ -33,3 +37,18 @@ def pin_torch_threads(n: int) -> None:
 
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
+
+
+def placement(cfg) -> dict:
+    """The slice entries of a stage that runs the base model: model.dtype (hashed, and only when it is not
+    float32, the dtype of every key before the setting existed) and model.device (RUNTIME: not hashed)."""
+    dtype = {} if cfg.model.dtype == DEFAULT_DTYPE else {"model_dtype": cfg.model.dtype}
+    return {**dtype, RUNTIME: {"device": cfg.model.device}}
+
+
+def base_placement(conf: dict) -> tuple:
+    """(torch.device on this host, dtype name) a build runs the base model on (see placement)."""
+    from ..devices import resolve_device
+
+    runtime = conf.get(RUNTIME) or {}
+    return resolve_device(runtime.get("device", "cpu")), conf.get("model_dtype", DEFAULT_DTYPE)

@@ -11,7 +11,7 @@ from pathlib import Path
 from .. import extraction as xg
 from ..reports import extract_gradients as report
 from . import extract_shards
-from .common import section
+from .common import placement, section
 from .declaration import Report, Split, Stage, needs
 
 
@@ -20,7 +20,7 @@ def config_slice(cfg) -> dict:
     settings and the pair whose transitions the sample is drawn from."""
     # the pre-pruning sample is drawn from the GRADIEND pair's transitions
     pre = {**section(cfg.pre_prune), "pair": list(cfg.pair())} if cfg.pre_prune.enabled else {"enabled": False}
-    return {"extract": section(cfg.extract), "pre_prune": pre}
+    return {"extract": section(cfg.extract), "pre_prune": pre, **placement(cfg)}
 
 
 def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:

@@ -28,7 +28,7 @@ from ..errors import StoreError
 from ..store import Store
 from ..io import atomic_write_json
 from ..manifests import info, load_prepared_model, out_path
-from .common import contiguous_runs, pin_torch_threads
+from .common import base_placement, contiguous_runs, pin_torch_threads
 from .runner import key_for, stage_record
 
 
@@ -39,13 +39,21 @@ def grid_config(d: dict) -> DecoderGridConfig:
 def setup(conf: dict, inputs: dict):
     """(base LM, selected GRADIEND, prepared grid) from the stage's inputs (local manifests)."""
     pin_torch_threads(2)  # the one-task build and every grid part alike; see common.pin_torch_threads
-    base = load_prepared_model(inputs["base"])
+    base = load_prepared_model(inputs["base"], *base_placement(conf))
     g = load_gradiend(out_path(inputs["model"]) / "model", expected_digest=base.digest)
     training, neutral = read_dataset(out_path(inputs["data"]))
     classes = dict(info(inputs["data"])["classes"])  # ordered [name, words] pairs
     grid = prepare_grid(base.tokenizer, base.objective, g, decoder_rows(training, g.pair()), list(neutral["text"]),
                         classes, grid_config(conf["decoder_grid"]))
     return base, g, grid
+
+
+def where(base) -> dict:
+    """What a manifest's info records of where the base model ran: its device and dtype."""
+    from ..devices import describe
+
+    p = next(base.model.parameters())
+    return {"device": describe(p.device), "model_dtype": str(p.dtype).removeprefix("torch.")}
 
 
 def write_outputs(out: Path, result: GridResult) -> dict:
@@ -81,7 +89,7 @@ def prepare(store: Store, stage, conf: dict, inputs: dict, parts: int, progress=
         progress(1.0, "base model scored")
     cells = [[ff, lr] for ff, lr in grid.cells]
     return {"stage": name, "version": version, "key": key, "started": started, "cells": cells,
-            "parts": split_cells(len(cells), parts), "base": record, "layout": grid.layout()}
+            "parts": split_cells(len(cells), parts), "base": record, "layout": grid.layout(), "where": where(base)}
 
 
 def part(store: Store, conf: dict, inputs: dict, plan: dict, index: int, progress=None) -> dict:
@@ -106,7 +114,7 @@ def finalize(store: Store, conf: dict, inputs: dict, plan: dict, parts: list[dic
     result = grid_result([plan["base"], *_merged(plan, parts)], plan["layout"], grid_config(conf["decoder_grid"]))
     staging = store.staging(plan["stage"], key)
     try:
-        info = write_outputs(staging, result)
+        info = {**write_outputs(staging, result), **plan.get("where", {})}
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

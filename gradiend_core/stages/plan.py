@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from ..store import stage_key
 from .declaration import Input, Stage
 from .registry import STAGES
-from .runner import run_report, run_stage
+from .runner import hashed, run_report, run_stage
 
 
 @dataclass
@@ -42,7 +42,7 @@ def plan(cfg) -> dict[str, StagePlan]:
         for v in values:
             sid = decl.name if decl.fanout is None else decl.fanout.step_id(decl.name, v)
             p = StagePlan(sid, decl, decl.slice(cfg, v), paths, inputs)
-            p.key = stage_key(decl.name, decl.version, p.conf, {n: steps[i].key for n, i in inputs.items()})
+            p.key = stage_key(decl.name, decl.version, hashed(p.conf), {n: steps[i].key for n, i in inputs.items()})
             p.report_key = report_key(decl, p.key)
             steps[sid] = p
             instances.setdefault(decl.name, []).append(p)

@@ -13,7 +13,10 @@ from .declaration import Report, Stage
 
 def config_slice(cfg) -> dict:
     path = resolve_model_path(cfg.model.name_or_path)  # fails early on a missing model
-    conf = {"model": section(cfg.model), "model_files": file_digest(str(path)), "corpus": corpus_identity(cfg.data)}
+    # model.device / model.dtype: where and how later stages run the model, not what this stage prepares
+    # (the head is fitted on the CPU in float32, the model every later stage loads and casts)
+    model = {k: v for k, v in section(cfg.model).items() if k not in ("device", "dtype")}
+    conf = {"model": model, "model_files": file_digest(str(path)), "corpus": corpus_identity(cfg.data)}
     if _head_needs_classes(cfg.model.objective):  # a head over the class words (clm_mlm_head): they key it
         conf["classes"] = class_map(cfg.data)
     return conf

@@ -21,7 +21,8 @@ from ..errors import ConfigError
 from ..io import atomic_write_json, read_json
 from ..reports import rewrite as report
 from ..manifests import info, load_prepared_model, out_path
-from .common import pin_torch_threads
+from .common import base_placement, pin_torch_threads, placement
+from .grid_parts import where
 from .declaration import FanOut, Report, Stage, needs
 
 N_EXAMPLES = 8
@@ -52,7 +53,7 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     if key not in summary:
         raise ConfigError(f"the decoder grid has no selection for '{key}'; available: {', '.join(summary)}")
     chosen = summary[key]
-    base = load_prepared_model(inputs["base"])
+    base = load_prepared_model(inputs["base"], *base_placement(conf))  # saved in model.dtype
     g = load_gradiend(out_path(inputs["model"]) / "model", expected_digest=base.digest)
     rewritten = g.rewrite(base.model, lr=chosen["learning_rate"], feature_factor=chosen["feature_factor"], part=part)
     rewritten.save_pretrained(out / "model")
@@ -62,7 +63,8 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     atomic_write_json(out / "examples.json", examples)
     return {"target_class": target, "direction": request["direction"], "request": request_label(request),
             "selected": chosen, "part": part, "model_subdir": "model", "examples_mean": _means(examples),
-            "objective": base.objective.name, "pipeline_task": base.objective.pipeline_task_for(base.model.config)}
+            "objective": base.objective.name, "pipeline_task": base.objective.pipeline_task_for(base.model.config),
+            **where(base)}
 
 
 def example_probabilities(base, rewritten, data_dir: Path, class_words: dict, target: str, direction: str,
@@ -88,7 +90,7 @@ def _means(examples: list) -> dict:
 
 
 # version 2: one step per request (its key: the request, not the whole section); the grid's `part` is used
-STAGE = Stage(name="rewrite", version="2", sections=("rewrite",), build=build, conf=lambda cfg: {},
+STAGE = Stage(name="rewrite", version="2", sections=("rewrite",), build=build, conf=placement,
               inputs=(needs("grid", "decoder-grid"), needs("model", "post-prune", "select-seed"),
                       needs("base", "prepare-model"), needs("data", "create-data")),
               fanout=FanOut("request", requests, label=request_label),

@@ -19,8 +19,18 @@ def upstream_keys(inputs: dict[str, dict]) -> dict[str, str]:
     return {name: m["key"] for name, m in inputs.items()}
 
 
+# a config slice's entry that tells a build where to run (model.device, train.device): handed to the
+# build like the rest of the slice but never hashed, so the same output is reused on any device
+RUNTIME = "runtime"
+
+
+def hashed(conf: dict) -> dict:
+    """The part of a config slice that is hashed into the key: all of it but the RUNTIME entry."""
+    return {k: v for k, v in conf.items() if k != RUNTIME}
+
+
 def key_for(stage: str, version: str, conf: dict, inputs: dict[str, dict]) -> str:
-    return stage_key(stage, version, conf, upstream_keys(inputs))
+    return stage_key(stage, version, hashed(conf), upstream_keys(inputs))
 
 
 def _versions() -> dict:
@@ -86,5 +96,6 @@ def run_report(store: LocalStore, decl, manifest: dict) -> dict | None:
 
 def stage_record(version: str, conf: dict, inputs: dict[str, dict], seconds: float, info: dict) -> dict:
     """What a manifest records about how its output was built (besides its files)."""
-    return {"version": version, "config": conf, "upstream": upstream_keys(inputs), "seconds": round(seconds, 3),
-            "versions": _versions(), "info": info}
+    runtime = {RUNTIME: conf[RUNTIME]} if RUNTIME in conf else {}  # where it was asked to run
+    return {"version": version, "config": hashed(conf), **runtime, "upstream": upstream_keys(inputs),
+            "seconds": round(seconds, 3), "versions": _versions(), "info": info}

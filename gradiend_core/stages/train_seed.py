@@ -23,15 +23,20 @@ from ..reports import train_seed as report
 from ..seeds import seeds_for
 from ..training import train_gradiend
 from ..manifests import info, out_path, store_dir
-from .common import pin_torch_threads, section
+from .common import RUNTIME, pin_torch_threads, section
 from .declaration import FanOut, Report, Stage, needs
+
+
+UNHASHED = ("max_seeds", "device", "decoder_device")
 
 
 def config_slice(cfg) -> dict:
     """The train section with its pair resolved (the first two data classes by default), without
-    max_seeds: how many seeds there are is not part of any one seed."""
-    train = {k: v for k, v in section(cfg.train).items() if k != "max_seeds"}
-    return {"train": {**train, "pair": list(cfg.pair())}}
+    max_seeds (how many seeds there are is not part of any one seed) and without the devices (RUNTIME:
+    train.device, default model.device, and train.decoder_device; the output is reused on any device)."""
+    train = {k: v for k, v in section(cfg.train).items() if k not in UNHASHED}
+    devices = {"device": cfg.train.device or cfg.model.device, "decoder_device": cfg.train.decoder_device}
+    return {"train": {**train, "pair": list(cfg.pair())}, RUNTIME: devices}
 
 
 def seeds(cfg) -> list[int]:
@@ -42,7 +47,7 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     pin_torch_threads(1)  # see common.pin_torch_threads
     from ..experiment import TrainSection
 
-    t = TrainSection(**conf["train"])
+    t = TrainSection(**conf["train"], **conf[RUNTIME])
     seed = int(conf["seed"])
     ext, pre = inputs["extract"], inputs["pre_prune"]
     rows = pd.read_parquet(out_path(ext) / "rows.parquet")
@@ -68,6 +73,7 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     atomic_write_json(out / "stats.json", stats)
     return {"seed": seed, "converged": stats.get("converged"), "best": stats.get("best"),
             "steps": stats.get("steps"), "seconds": result.stats.get("seconds"), "classes": list(pair),
+            "device": result.device,
             "rows": transitions(rows, plan, eval_rows(rows, "validation", pair, t.eval_max_rows))}
 
 

@@ -20,6 +20,8 @@ SCRIPTS = {
     "cache-reuse": ["bench/cache_reuse.py"],
     "scaling": ["bench/scaling.py"],
     "decoder-policies": ["bench/decoder_policies.py"],
+    "gpu": ["bench/gpu.py"],                            # skipped without CUDA: the skip JSON
+    "gpu-on-cpu": ["bench/gpu.py", "--device", "cpu"],  # every measurement of it, run on the CPU
 }
 TIMEOUT = 420  # the four run side by side on two cores (~140 s alone on a quiet machine)
 
@@ -45,13 +47,13 @@ def outputs(tmp_path_factory) -> dict[str, dict]:
     return results
 
 
-def parsed(outputs: dict, name: str) -> dict:
+def parsed(outputs: dict, name: str, bench: str | None = None) -> dict:
     r = outputs[name]
     assert r["rc"] == 0, f"{name} --smoke failed (rc={r['rc']}):\n{r['stderr'][-3000:]}"
     lines = [ln for ln in r["stdout"].splitlines() if ln.strip()]
     assert len(lines) == 1, f"{name} must print exactly one line on stdout, got {len(lines)}"
     obj = json.loads(lines[0])
-    assert obj["bench"] == name and obj["smoke"] is True
+    assert obj["bench"] == (bench or name) and obj["smoke"] is True
     return obj
 
 
@@ -129,3 +131,32 @@ def test_decoder_policies_smoke(outputs):
         assert {"effect", "lms_accuracy", "lms_log_prob"} <= set(s["heldout"])
         assert s["heldout"]["effect"]["lo"] <= s["heldout"]["effect"]["change"] <= s["heldout"]["effect"]["hi"]
     assert set(o["aggregate"]["all_metrics"]) == set(o["variants"])
+
+
+def test_gpu_smoke(outputs):
+    import torch
+
+    o = parsed(outputs, "gpu")
+    if not torch.cuda.is_available():
+        assert o["status"] == "skipped" and "no CUDA device" in o["skipped"] and "extraction" not in o
+        return
+    assert o["status"] == "ok" and o["device_name"] and o["peak_gpu_mib"] > 0
+    _check_gpu_bench(o)
+
+
+def test_gpu_bench_measurements_on_the_cpu(outputs):
+    o = parsed(outputs, "gpu-on-cpu", bench="gpu")
+    assert o["status"] == "ok" and (o["device"], o["device_name"]) == ("cpu", "cpu")
+    _check_gpu_bench(o)
+
+
+def _check_gpu_bench(o: dict) -> None:
+    assert set(o["extraction"]) == {"float32", "bfloat16"}
+    for x in o["extraction"].values():
+        assert x["rows"] == 8 and x["rows_per_s"] > 0 and x["rows_finite"] is True
+        assert x["fraction_of_matmul_rate"] == pytest.approx(x["achieved_gflops"] / x["matmul_gflops"], rel=0.05,
+                                                             abs=1e-3)
+        assert 0 < x["stored_dims"] < x["backbone_dims"]
+    t = o["training"]
+    assert t["steps"] == 10 and t["steps_per_s"] > 0 and t["loss_finite"] is True
+    assert t["dim"] == o["extraction"]["float32"]["stored_dims"] and t["fraction_of_matmul_rate"] > 0

@@ -90,13 +90,14 @@ def test_person_number_example_trains_a_pair_of_five_classes():
 
 def test_rewrite_requests_are_plan_steps_with_their_own_keys():
     from gradiend_core.stages.plan import plan
+    from gradiend_core.stages.runner import hashed
 
     def rewrites(*sets):
         return {sid: p for sid, p in plan(load_experiment(None, list(sets))).items() if p.stage == "rewrite"}
 
     default = rewrites()
     assert list(default) == ["rewrite-3SG-strengthen"]  # the shorthand: the first class, strengthened
-    assert default["rewrite-3SG-strengthen"].conf == {"request": {"class": "3SG", "direction": "strengthen"}}
+    assert hashed(default["rewrite-3SG-strengthen"].conf) == {"request": {"class": "3SG", "direction": "strengthen"}}
     assert list(rewrites("rewrite.target_class=3PL", "rewrite.direction=weaken")) == ["rewrite-3PL-weaken"]
     two = rewrites("rewrite.targets=[{class: 3SG}, {class: 3PL, direction: weaken}]")
     assert list(two) == ["rewrite-3SG-strengthen", "rewrite-3PL-weaken"]
