@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from gradiend_core.grad_store import (GradientStore, assemble, compact, create_store, from_storage,
-                                      mean_abs_importance, to_storage, topk_indices)
+from gradiend_core.grad_store import (GradientStore, assemble, compact, create_store, dequantize, from_storage,
+                                      mean_abs_importance, quantize, row_scales, to_storage, topk_indices,
+                                      store_rows)
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
@@ -96,3 +97,75 @@ def test_column_chunks_split_the_width_evenly_so_no_padding_is_stored(tmp_path, 
     assert len(shards) == 2 * 8
     index = 4 * 16 + 4  # (4 chunks x (offset, length) uint64) + crc32c per shard
     assert sum(p.stat().st_size for p in shards) == n * dim * 2 + len(shards) * index
+
+
+def test_row_scales_are_powers_of_two_that_put_the_row_max_just_below_2_15():
+    x = torch.tensor([[3e-7, -1e-9, 0.0], [0.0, 0.0, 0.0], [1e5, 2.0, 1.0], [float("inf"), 1.0, 0.0]])
+    s = row_scales(x, "float16")
+    assert s.dtype == torch.float32 and s[1] == 1 and s[3] == 1  # zero and non-finite rows: unscaled
+    for i in (0, 2):
+        m, e = torch.frexp(s[i:i + 1])
+        assert m.item() == 0.5  # a power of two
+        assert 2 ** 14 <= x[i].abs().max() / s[i] < 2 ** 15
+    assert torch.equal(row_scales(x, "float32"), torch.ones(4)) and torch.equal(row_scales(x, "bfloat16"), torch.ones(4))
+
+
+def wide_range_rows(n=6, dim=4000, seed=0):
+    """Gradient-like rows: magnitudes spread over 10^-14 .. 10^-4 (float16 unscaled flushes most of them)."""
+    g = torch.Generator().manual_seed(seed)
+    mag = 10 ** (-14 + 10 * torch.rand(n, dim, generator=g))
+    return mag * torch.sign(torch.randn(n, dim, generator=g))
+
+
+def test_scaled_float16_error_bound_and_nothing_flushed_within_range():
+    x = wide_range_rows()
+    data, scale = quantize(x, "float16")
+    back = dequantize(data, scale, "float16")
+    assert torch.equal(back, dequantize(*quantize(x, "float16"), "float16"))  # deterministic
+    s = torch.as_tensor(scale)[:, None]
+    normal = x.abs() >= s * 2.0 ** -14  # float16's normal range at the row's scale
+    rel = (back - x).abs() / x.abs()
+    assert float(rel[normal].max()) <= 2.0 ** -11  # round to nearest, 11 significant bits
+    in_range = x.abs() >= s * 2.0 ** -24  # representable at all at the row's scale (smallest subnormal)
+    assert not bool((back[in_range] == 0).any())
+    row_err = (back - x).norm(dim=1) / x.norm(dim=1)
+    assert float(row_err.max()) <= 2.0 ** -11
+    unscaled = from_storage(to_storage(x, "float16"), "float16")
+    assert float(((unscaled == 0) & (x != 0)).float().mean()) > 0.4  # what scaling fixes
+    assert float(((unscaled - x).norm(dim=1) / x.norm(dim=1)).min()) > 2 * float(row_err.max())
+
+
+def test_tiny_model_gradients_scaled_store_reads_back_unscaled(tmp_path):
+    """Real per-example gradients of a tiny model, stored as scaled float16: every reader gets values within
+    float16 rounding of the float32 gradients, never the raw scaled numbers."""
+    from gradiend_core.gradients import GradientExtractor
+    from gradiend_core.lm import BaseLM
+    from gradiend_core.objectives import get_objective
+    from gradiend_core.param_map import select_parameters
+    from gradiend_core.testing import tiny_mlm
+
+    model, tok = tiny_mlm(seed=0)
+    base = BaseLM(model, tok, get_objective("mlm"), "tiny", "0" * 64, None)
+    ex = GradientExtractor(base, select_parameters(model))
+    masked = ["[MASK] went to school .", "the dog saw [MASK] .", "[MASK] saw the cat .", "we saw [MASK] ."]
+    g_f, g_a = ex.pair_gradients(masked, ["he", "her", "they", "them"], ["they", "them", "he", "her"])  # (4, P)
+    n, dim = g_f.shape
+    z = create_store(tmp_path / "gradients.zarr", n, dim, "float16", 1, "none", shard_rows=2)
+    for kind, g in (("factual", g_f), ("alternative", g_a)):
+        for r0 in (0, 2):
+            store_rows(z, kind, r0, *quantize(g[r0:r0 + 2], "float16"))
+    s = GradientStore(tmp_path)
+    assert not bool((s.scales["factual"] == 1).all())  # scaled: raw values would be off by these factors
+    for kind, g in (("factual", g_f), ("alternative", g_a)):
+        got = s.rows(kind, [3, 0, 2, 1])
+        want = g[[3, 0, 2, 1]]
+        assert float(((got - want).norm(dim=1) / want.norm(dim=1)).max()) <= 2.0 ** -11
+        amax = want.abs().amax(dim=1, keepdim=True)
+        assert not bool((got[want.abs() >= amax * 2.0 ** -38] == 0).any())  # nothing flushed in range
+        assert torch.equal(s.rows_cols(kind, [1, 1], 5, 50), dequantize(*quantize(g[[1, 1]], "float16"),
+                                                                         "float16")[:, 5:50])
+    want = assemble("diff", s.rows("factual", [0, 3]), s.rows("alternative", [0, 3])).mean(0).abs()
+    assert torch.equal(mean_abs_importance(s, [0, 3], "diff"), want)
+    keep = torch.tensor([0, 7, dim - 1])
+    compact(s, tmp_path / "dst", keep)
+    assert torch.equal(GradientStore(tmp_path / "dst").rows("alternative", range(n)), s.rows("alternative", range(n))[:, keep])
