@@ -20,8 +20,9 @@ SCRIPTS = {
     "cache-reuse": ["bench/cache_reuse.py"],
     "scaling": ["bench/scaling.py"],
     "decoder-policies": ["bench/decoder_policies.py"],
+    "stored-precision": ["bench/stored_precision.py"],
 }
-TIMEOUT = 420  # the four run side by side on two cores (~140 s alone on a quiet machine)
+TIMEOUT = 420  # the six run side by side on two cores (~140 s alone on a quiet machine)
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +118,12 @@ def test_scaling_smoke(outputs):
     models = list(o["by_model"].values())
     assert len(models) == 2
     assert models[1]["extract-gradients"]["dim"] > models[0]["extract-gradients"]["dim"]
+    n = [m["prepare-model"]["n_parameters"] for m in models]
+    assert 0 < n[0] < n[1]
+    fit = o["memory_model"]["stages"]["extract-gradients"]  # peak RSS = a + b * parameters through both
+    for m, params in zip(models, n):
+        want = fit["a_mib"] + fit["b_bytes_per_param"] / 2**20 * params
+        assert m["extract-gradients"]["peak_rss_mib"] == pytest.approx(want, abs=0.2)
 
 
 def test_decoder_policies_smoke(outputs):
@@ -129,3 +136,16 @@ def test_decoder_policies_smoke(outputs):
         assert {"effect", "lms_accuracy", "lms_log_prob"} <= set(s["heldout"])
         assert s["heldout"]["effect"]["lo"] <= s["heldout"]["effect"]["change"] <= s["heldout"]["effect"]["hi"]
     assert set(o["aggregate"]["all_metrics"]) == set(o["variants"])
+
+
+def test_stored_precision_smoke(outputs):
+    o = parsed(outputs, "stored-precision")
+    assert o["rows"] == 8 and set(o["widths"]) == {"full", "pre_pruned"}
+    assert o["widths"]["pre_pruned"]["dim"] < o["widths"]["full"]["dim"]
+    for w in o["widths"].values():
+        f16, row, bf16 = w["float16"], w["float16_row_scaled"], w["bfloat16"]
+        assert row["rows"] == 2 * o["rows"]  # factual and alternative
+        assert row["rel_err_max"] <= 2.0 ** -11  # float16 rounding, nothing lost to the range
+        assert row["flushed_frac"] <= f16["flushed_frac"] and row["subnormal_frac"] <= f16["subnormal_frac"]
+        assert row["rel_err_median"] < bf16["rel_err_median"]  # 11 significant bits vs 8
+        assert row["zero_frac"] >= row["zero_frac_float32"]
