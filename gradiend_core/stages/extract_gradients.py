@@ -40,7 +40,7 @@ NAME = "extract-gradients"
 # 3: per-example gradients from one padded batch pass (per_example.py); 4: pre-pruning importance from
 # the gradient of the sample's mean loss (float32 rounding, hence near-ties, differ)
 # 5: test sentences with another word masked (neutral_training_masked rows)
-VERSION = "6"  # 6: float16 rows scaled by a power of two each, scales stored beside them (grad_store)
+VERSION = "6"  # 6: float16 scaled by a power of two per row and 4096 columns, scales stored beside (grad_store)
 STAGE = Stage(name=NAME, version=VERSION, sections=("extract", "pre_prune"), build=build, conf=config_slice,
               inputs=(needs("model", "prepare-model"), needs("data", "create-data")), resumable=True,
               split=Split(extract_shards.prepare, extract_shards.shard, extract_shards.finalize,

@@ -143,9 +143,10 @@ def test_stored_precision_smoke(outputs):
     assert o["rows"] == 8 and set(o["widths"]) == {"full", "pre_pruned"}
     assert o["widths"]["pre_pruned"]["dim"] < o["widths"]["full"]["dim"]
     for w in o["widths"].values():
-        f16, row, bf16 = w["float16"], w["float16_row_scaled"], w["bfloat16"]
-        assert row["rows"] == 2 * o["rows"]  # factual and alternative
-        assert row["rel_err_max"] <= 2.0 ** -11  # float16 rounding, nothing lost to the range
-        assert row["flushed_frac"] <= f16["flushed_frac"] and row["subnormal_frac"] <= f16["subnormal_frac"]
-        assert row["rel_err_median"] < bf16["rel_err_median"]  # 11 significant bits vs 8
-        assert row["zero_frac"] >= row["zero_frac_float32"]
+        f16, row, store, bf16 = (w[f] for f in ("float16", "float16_row_scaled", "float16_block_scaled", "bfloat16"))
+        assert store["rows"] == 2 * o["rows"]  # factual and alternative
+        assert store["rel_err_max"] <= 2.0 ** -11  # float16 rounding, nothing lost to the range
+        assert store["flushed_frac"] <= row["flushed_frac"] <= f16["flushed_frac"]
+        assert store["subnormal_frac"] <= f16["subnormal_frac"]
+        assert store["rel_err_median"] < bf16["rel_err_median"]  # 11 significant bits vs 8
+        assert store["zero_frac"] >= store["zero_frac_float32"]

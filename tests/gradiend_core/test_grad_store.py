@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from gradiend_core.grad_store import (GradientStore, assemble, compact, create_store, dequantize, from_storage,
-                                      mean_abs_importance, quantize, row_scales, to_storage, topk_indices,
-                                      store_rows)
+from gradiend_core.grad_store import (GradientStore, assemble, block_scales, compact, create_store, dequantize,
+                                      from_storage, mean_abs_importance, quantize, scale_columns, store_rows,
+                                      to_storage, topk_indices)
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
@@ -99,15 +99,17 @@ def test_column_chunks_split_the_width_evenly_so_no_padding_is_stored(tmp_path, 
     assert sum(p.stat().st_size for p in shards) == n * dim * 2 + len(shards) * index
 
 
-def test_row_scales_are_powers_of_two_that_put_the_row_max_just_below_2_15():
-    x = torch.tensor([[3e-7, -1e-9, 0.0], [0.0, 0.0, 0.0], [1e5, 2.0, 1.0], [float("inf"), 1.0, 0.0]])
-    s = row_scales(x, "float16")
-    assert s.dtype == torch.float32 and s[1] == 1 and s[3] == 1  # zero and non-finite rows: unscaled
-    for i in (0, 2):
-        m, e = torch.frexp(s[i:i + 1])
-        assert m.item() == 0.5  # a power of two
-        assert 2 ** 14 <= x[i].abs().max() / s[i] < 2 ** 15
-    assert torch.equal(row_scales(x, "float32"), torch.ones(4)) and torch.equal(row_scales(x, "bfloat16"), torch.ones(4))
+def test_block_scales_are_powers_of_two_that_put_the_block_max_just_below_2_15():
+    x = torch.tensor([[3e-7, -1e-9, 0.0, 1e5, 2.0], [0.0, 0.0, 0.0, float("inf"), 1.0]])
+    s = block_scales(x, "float16", cols=2)  # blocks: columns 0-1, 2-3, 4
+    assert s.shape == (2, 3) and s.dtype == torch.float32
+    assert s[1, 0] == 1 and s[1, 1] == 1  # zero and non-finite blocks: unscaled
+    for i, b, cols in ((0, 0, [0, 1]), (0, 1, [2, 3]), (0, 2, [4]), (1, 2, [4])):
+        assert torch.frexp(s[i, b:b + 1]).mantissa.item() == 0.5  # a power of two
+        assert 2 ** 14 <= x[i, cols].abs().max() / s[i, b] < 2 ** 15
+    assert torch.equal(scale_columns(s, 1, 5, cols=2), s[:, [0, 1, 1, 2]])
+    for unscaled in ("float32", "bfloat16"):
+        assert torch.equal(block_scales(x, unscaled), torch.ones(2, 1))
 
 
 def wide_range_rows(n=6, dim=4000, seed=0):
@@ -122,11 +124,11 @@ def test_scaled_float16_error_bound_and_nothing_flushed_within_range():
     data, scale = quantize(x, "float16")
     back = dequantize(data, scale, "float16")
     assert torch.equal(back, dequantize(*quantize(x, "float16"), "float16"))  # deterministic
-    s = torch.as_tensor(scale)[:, None]
-    normal = x.abs() >= s * 2.0 ** -14  # float16's normal range at the row's scale
+    s = scale_columns(torch.as_tensor(scale), 0, x.shape[1])  # (n, P): each entry's block scale
+    normal = x.abs() >= s * 2.0 ** -14  # float16's normal range at the block's scale
     rel = (back - x).abs() / x.abs()
     assert float(rel[normal].max()) <= 2.0 ** -11  # round to nearest, 11 significant bits
-    in_range = x.abs() >= s * 2.0 ** -24  # representable at all at the row's scale (smallest subnormal)
+    in_range = x.abs() >= s * 2.0 ** -24  # representable at all at its block's scale (smallest subnormal)
     assert not bool((back[in_range] == 0).any())
     row_err = (back - x).norm(dim=1) / x.norm(dim=1)
     assert float(row_err.max()) <= 2.0 ** -11
@@ -160,12 +162,14 @@ def test_tiny_model_gradients_scaled_store_reads_back_unscaled(tmp_path):
         got = s.rows(kind, [3, 0, 2, 1])
         want = g[[3, 0, 2, 1]]
         assert float(((got - want).norm(dim=1) / want.norm(dim=1)).max()) <= 2.0 ** -11
-        amax = want.abs().amax(dim=1, keepdim=True)
-        assert not bool((got[want.abs() >= amax * 2.0 ** -38] == 0).any())  # nothing flushed in range
+        in_range = want.abs() >= scale_columns(s.scales[kind][[3, 0, 2, 1]], 0, dim) * 2.0 ** -24
+        assert bool(in_range.any()) and not bool((got[in_range] == 0).any())  # nothing flushed within range
         assert torch.equal(s.rows_cols(kind, [1, 1], 5, 50), dequantize(*quantize(g[[1, 1]], "float16"),
                                                                          "float16")[:, 5:50])
     want = assemble("diff", s.rows("factual", [0, 3]), s.rows("alternative", [0, 3])).mean(0).abs()
     assert torch.equal(mean_abs_importance(s, [0, 3], "diff"), want)
     keep = torch.tensor([0, 7, dim - 1])
     compact(s, tmp_path / "dst", keep)
-    assert torch.equal(GradientStore(tmp_path / "dst").rows("alternative", range(n)), s.rows("alternative", range(n))[:, keep])
+    kept = s.rows("alternative", range(n))[:, keep]  # stored again with the compact store's block scales
+    assert torch.equal(GradientStore(tmp_path / "dst").rows("alternative", range(n)),
+                       dequantize(*quantize(kept, "float16"), "float16"))
