@@ -82,8 +82,9 @@ def memory_model(by_model: dict[str, dict], gib: float = MEMORY_GIB) -> dict:
         if len(pts) < 2 or len({p for p, _ in pts}) < 2:
             continue
         b, a = np.polyfit([p for p, _ in pts], [y for _, y in pts], 1)
-        largest = (gib * 1024 - a) / b if b > 0 else None
-        stages[sid] = {"a_mib": round(float(a), 1), "b_bytes_per_param": round(float(b) * 2**20, 2),
+        per_param = round(float(b) * 2**20, 2)  # bytes; under 0.01 B a parameter: flat in model size
+        largest = (gib * 1024 - a) / b if per_param > 0 else None
+        stages[sid] = {"a_mib": round(float(a), 1), "b_bytes_per_param": per_param,
                        "largest_params": None if largest is None else int(largest)}
     fits = {sid: v["largest_params"] for sid, v in stages.items() if v["largest_params"] is not None}
     limiting = min(fits, key=fits.get) if fits else None

@@ -109,8 +109,23 @@ def dequantize(a: np.ndarray, scale, dtype: str, c0: int = 0, cols: int = SCALE_
     if scale is not None:
         s = torch.as_tensor(scale, dtype=torch.float32)
         if not bool((s == 1).all()):
-            x.mul_(scale_columns(s, c0, c0 + x.shape[1], cols))  # powers of two: exact
+            scale_blocks_(x, s, c0, cols)
     return x
+
+
+def scale_blocks_(x: torch.Tensor, scale: torch.Tensor, c0: int, cols: int = SCALE_COLS) -> None:
+    """x (n, w) (columns [c0, c0 + w)) *= each column's block scale, in place, block by block. No (n, w)
+    scale tensor: a 2-row read of the default store took 36 ms with one (`scale_columns`), 17-19 ms so,
+    15-17 ms for the read and cast alone. Powers of two: exact."""
+    w = x.shape[1]
+    head = min(-c0 % cols, w)  # columns before the first block boundary
+    if head:
+        x[:, :head].mul_(scale[:, c0 // cols, None])
+    b, k = (c0 + head) // cols, (w - head) // cols  # first whole block, whole blocks
+    if k:
+        x[:, head:head + k * cols].unflatten(1, (k, cols)).mul_(scale[:, b:b + k, None])
+    if head + k * cols < w:
+        x[:, head + k * cols:].mul_(scale[:, b + k, None])
 
 
 def from_storage(a: np.ndarray, dtype: str) -> torch.Tensor:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from gradiend_core.grad_store import (GradientStore, assemble, block_scales, compact, create_store, dequantize,
-                                      from_storage, mean_abs_importance, quantize, scale_columns, store_rows,
+                                      from_storage, mean_abs_importance, quantize, scale_blocks_, scale_columns, store_rows,
                                       to_storage, topk_indices)
 
 
@@ -173,3 +173,13 @@ def test_tiny_model_gradients_scaled_store_reads_back_unscaled(tmp_path):
     kept = s.rows("alternative", range(n))[:, keep]  # stored again with the compact store's block scales
     assert torch.equal(GradientStore(tmp_path / "dst").rows("alternative", range(n)),
                        dequantize(*quantize(kept, "float16"), "float16"))
+
+
+def test_block_scaling_in_place_matches_the_per_column_scales():
+    g = torch.Generator().manual_seed(1)
+    scale = torch.ldexp(torch.ones(3, 5), torch.randint(-20, 3, (3, 5), generator=g))
+    x = torch.randn(3, 37, generator=g)
+    for c0, c1 in ((0, 37), (3, 37), (8, 16), (9, 11), (16, 37), (5, 6)):  # cols 8: 5 blocks, the last partial
+        got = x[:, c0:c1].clone()
+        scale_blocks_(got, scale, c0, cols=8)
+        assert torch.equal(got, x[:, c0:c1] * scale_columns(scale, c0, c1, cols=8)), (c0, c1)
