@@ -17,7 +17,7 @@ largest row count.
 Models (full mode): the WHOLE flow (every stage of the plan, train to rewrite) at `--model-rows` rows on
 randomly initialised models built locally (cost needs no trained weights): a BERT-mini (11M: 256 wide,
 4 layers), BERT-base (110M) and GPT-2 small (124M, next-token objective), every backbone tensor
-selected and pre-pruned to the top 10% of 8 sampled rows, one seed of 20 steps, a 2 x 3 decoder grid.
+selected and pre-pruned to the top 10% of 8 sampled rows, one seed of 20 steps, a 2-learning-rate decoder grid.
 `memory_model` fits, per stage, peak RSS = a + b * parameters over the models (least squares) and
 gives the largest model whose every stage fits in 24 GiB: min over stages of (24 GiB - a) / b.
 """
