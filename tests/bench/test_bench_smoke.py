@@ -115,7 +115,8 @@ def test_scaling_smoke(outputs):
     assert large["extract-gradients"]["disk_bytes"] > small["extract-gradients"]["disk_bytes"]
     assert large["prepare-model"].get("shared") is True  # one model output serves every row count
     assert set(o["targets"]["peak_rss_flat_in_rows"]) == {"extract-gradients", "pre-prune"}
-    models = list(o["by_model"].values())
+    # smallest model first (the JSON's keys are sorted by name)
+    models = sorted(o["by_model"].values(), key=lambda m: m["prepare-model"]["n_parameters"])
     assert len(models) == 2
     assert models[1]["extract-gradients"]["dim"] > models[0]["extract-gradients"]["dim"]
     n = [m["prepare-model"]["n_parameters"] for m in models]
