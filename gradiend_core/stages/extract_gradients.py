@@ -39,7 +39,8 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
 NAME = "extract-gradients"
 # 3: per-example gradients from one padded batch pass (per_example.py); 4: pre-pruning importance from
 # the gradient of the sample's mean loss (float32 rounding, hence near-ties, differ)
-VERSION = "5"  # 5: test sentences with another word masked (neutral_training_masked rows)
+# 5: test sentences with another word masked (neutral_training_masked rows)
+VERSION = "6"  # 6: float16 scaled by a power of two per row and 4096 columns, scales stored beside (grad_store)
 STAGE = Stage(name=NAME, version=VERSION, sections=("extract", "pre_prune"), build=build, conf=config_slice,
               inputs=(needs("model", "prepare-model"), needs("data", "create-data")), resumable=True,
               split=Split(extract_shards.prepare, extract_shards.shard, extract_shards.finalize,

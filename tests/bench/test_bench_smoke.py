@@ -22,8 +22,9 @@ SCRIPTS = {
     "decoder-policies": ["bench/decoder_policies.py"],
     "gpu": ["bench/gpu.py"],                            # skipped without CUDA: the skip JSON
     "gpu-on-cpu": ["bench/gpu.py", "--device", "cpu"],  # every measurement of it, run on the CPU
+    "stored-precision": ["bench/stored_precision.py"],
 }
-TIMEOUT = 420  # the four run side by side on two cores (~140 s alone on a quiet machine)
+TIMEOUT = 420  # the six run side by side on two cores (~140 s alone on a quiet machine)
 
 
 @pytest.fixture(scope="module")
@@ -116,9 +117,16 @@ def test_scaling_smoke(outputs):
     assert large["extract-gradients"]["disk_bytes"] > small["extract-gradients"]["disk_bytes"]
     assert large["prepare-model"].get("shared") is True  # one model output serves every row count
     assert set(o["targets"]["peak_rss_flat_in_rows"]) == {"extract-gradients", "pre-prune"}
-    models = list(o["by_model"].values())
+    # smallest model first (the JSON's keys are sorted by name)
+    models = sorted(o["by_model"].values(), key=lambda m: m["prepare-model"]["n_parameters"])
     assert len(models) == 2
     assert models[1]["extract-gradients"]["dim"] > models[0]["extract-gradients"]["dim"]
+    n = [m["prepare-model"]["n_parameters"] for m in models]
+    assert 0 < n[0] < n[1]
+    fit = o["memory_model"]["stages"]["extract-gradients"]  # peak RSS = a + b * parameters through both
+    for m, params in zip(models, n):
+        want = fit["a_mib"] + fit["b_bytes_per_param"] / 2**20 * params
+        assert m["extract-gradients"]["peak_rss_mib"] == pytest.approx(want, abs=0.2)
 
 
 def test_decoder_policies_smoke(outputs):
@@ -160,3 +168,17 @@ def _check_gpu_bench(o: dict) -> None:
     t = o["training"]
     assert t["steps"] == 10 and t["steps_per_s"] > 0 and t["loss_finite"] is True
     assert t["dim"] == o["extraction"]["float32"]["stored_dims"] and t["fraction_of_matmul_rate"] > 0
+
+
+def test_stored_precision_smoke(outputs):
+    o = parsed(outputs, "stored-precision")
+    assert o["rows"] == 8 and set(o["widths"]) == {"full", "pre_pruned"}
+    assert o["widths"]["pre_pruned"]["dim"] < o["widths"]["full"]["dim"]
+    for w in o["widths"].values():
+        f16, row, store, bf16 = (w[f] for f in ("float16", "float16_row_scaled", "float16_block_scaled", "bfloat16"))
+        assert store["rows"] == 2 * o["rows"]  # factual and alternative
+        assert store["rel_err_max"] <= 2.0 ** -11  # float16 rounding, nothing lost to the range
+        assert store["flushed_frac"] <= row["flushed_frac"] <= f16["flushed_frac"]
+        assert store["subnormal_frac"] <= f16["subnormal_frac"]
+        assert store["rel_err_median"] < bf16["rel_err_median"]  # 11 significant bits vs 8
+        assert store["zero_frac"] >= store["zero_frac_float32"]

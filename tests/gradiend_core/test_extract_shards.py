@@ -109,7 +109,8 @@ def test_url_store_shards_on_other_hosts_publish_the_one_task_output(config, tmp
         m = xs.finalize(hosts[0], x.conf, inputs, plan_, parts)
     by_shards = [d.split("/.staging-", 1)[1].split("/", 1)[1] for d in puts[prepared:uploaded]]
     assert by_shards and all(  # only what they added: chunks, progress, records (never the shared files)
-        d.startswith(("gradients.zarr/factual/c/", "gradients.zarr/alternative/c/", "progress-shard-", ".records/"))
+        d.startswith(tuple(f"gradients.zarr/{k}/c/" for k in ("factual", "alternative", "factual_scale",
+                                                               "alternative_scale")) + ("progress-shard-", ".records/"))
         for d in by_shards), by_shards
     assert [d.rsplit("/", 1)[-1] for d in puts[uploaded:]] == ["manifest.json"]  # finalize moved them, manifest last
     assert m["key"] == clean["key"] and not any(r.startswith("progress") for r in m["files"])

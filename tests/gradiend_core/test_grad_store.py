@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from gradiend_core.grad_store import (GradientStore, assemble, compact, create_store, from_storage,
-                                      mean_abs_importance, to_storage, topk_indices)
+from gradiend_core.grad_store import (GradientStore, assemble, block_scales, compact, create_store, dequantize,
+                                      from_storage, mean_abs_importance, quantize, scale_blocks_, scale_columns, store_rows,
+                                      to_storage, topk_indices)
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
@@ -96,3 +97,89 @@ def test_column_chunks_split_the_width_evenly_so_no_padding_is_stored(tmp_path, 
     assert len(shards) == 2 * 8
     index = 4 * 16 + 4  # (4 chunks x (offset, length) uint64) + crc32c per shard
     assert sum(p.stat().st_size for p in shards) == n * dim * 2 + len(shards) * index
+
+
+def test_block_scales_are_powers_of_two_that_put_the_block_max_just_below_2_15():
+    x = torch.tensor([[3e-7, -1e-9, 0.0, 1e5, 2.0], [0.0, 0.0, 0.0, float("inf"), 1.0]])
+    s = block_scales(x, "float16", cols=2)  # blocks: columns 0-1, 2-3, 4
+    assert s.shape == (2, 3) and s.dtype == torch.float32
+    assert s[1, 0] == 1 and s[1, 1] == 1  # zero and non-finite blocks: unscaled
+    for i, b, cols in ((0, 0, [0, 1]), (0, 1, [2, 3]), (0, 2, [4]), (1, 2, [4])):
+        assert torch.frexp(s[i, b:b + 1]).mantissa.item() == 0.5  # a power of two
+        assert 2 ** 14 <= x[i, cols].abs().max() / s[i, b] < 2 ** 15
+    assert torch.equal(scale_columns(s, 1, 5, cols=2), s[:, [0, 1, 1, 2]])
+    for unscaled in ("float32", "bfloat16"):
+        assert torch.equal(block_scales(x, unscaled), torch.ones(2, 1))
+
+
+def wide_range_rows(n=6, dim=4000, seed=0):
+    """Gradient-like rows: magnitudes spread over 10^-14 .. 10^-4 (float16 unscaled flushes most of them)."""
+    g = torch.Generator().manual_seed(seed)
+    mag = 10 ** (-14 + 10 * torch.rand(n, dim, generator=g))
+    return mag * torch.sign(torch.randn(n, dim, generator=g))
+
+
+def test_scaled_float16_error_bound_and_nothing_flushed_within_range():
+    x = wide_range_rows()
+    data, scale = quantize(x, "float16")
+    back = dequantize(data, scale, "float16")
+    assert torch.equal(back, dequantize(*quantize(x, "float16"), "float16"))  # deterministic
+    s = scale_columns(torch.as_tensor(scale), 0, x.shape[1])  # (n, P): each entry's block scale
+    normal = x.abs() >= s * 2.0 ** -14  # float16's normal range at the block's scale
+    rel = (back - x).abs() / x.abs()
+    assert float(rel[normal].max()) <= 2.0 ** -11  # round to nearest, 11 significant bits
+    in_range = x.abs() >= s * 2.0 ** -24  # representable at all at its block's scale (smallest subnormal)
+    assert not bool((back[in_range] == 0).any())
+    row_err = (back - x).norm(dim=1) / x.norm(dim=1)
+    assert float(row_err.max()) <= 2.0 ** -11
+    unscaled = from_storage(to_storage(x, "float16"), "float16")
+    assert float(((unscaled == 0) & (x != 0)).float().mean()) > 0.4  # what scaling fixes
+    assert float(((unscaled - x).norm(dim=1) / x.norm(dim=1)).min()) > 2 * float(row_err.max())
+
+
+def test_tiny_model_gradients_scaled_store_reads_back_unscaled(tmp_path):
+    """Real per-example gradients of a tiny model, stored as scaled float16: every reader gets values within
+    float16 rounding of the float32 gradients, never the raw scaled numbers."""
+    from gradiend_core.gradients import GradientExtractor
+    from gradiend_core.lm import BaseLM
+    from gradiend_core.objectives import get_objective
+    from gradiend_core.param_map import select_parameters
+    from gradiend_core.testing import tiny_mlm
+
+    model, tok = tiny_mlm(seed=0)
+    base = BaseLM(model, tok, get_objective("mlm"), "tiny", "0" * 64, None)
+    ex = GradientExtractor(base, select_parameters(model))
+    masked = ["[MASK] went to school .", "the dog saw [MASK] .", "[MASK] saw the cat .", "we saw [MASK] ."]
+    g_f, g_a = ex.pair_gradients(masked, ["he", "her", "they", "them"], ["they", "them", "he", "her"])  # (4, P)
+    n, dim = g_f.shape
+    z = create_store(tmp_path / "gradients.zarr", n, dim, "float16", 1, "none", shard_rows=2)
+    for kind, g in (("factual", g_f), ("alternative", g_a)):
+        for r0 in (0, 2):
+            store_rows(z, kind, r0, *quantize(g[r0:r0 + 2], "float16"))
+    s = GradientStore(tmp_path)
+    assert not bool((s.scales["factual"] == 1).all())  # scaled: raw values would be off by these factors
+    for kind, g in (("factual", g_f), ("alternative", g_a)):
+        got = s.rows(kind, [3, 0, 2, 1])
+        want = g[[3, 0, 2, 1]]
+        assert float(((got - want).norm(dim=1) / want.norm(dim=1)).max()) <= 2.0 ** -11
+        in_range = want.abs() >= scale_columns(s.scales[kind][[3, 0, 2, 1]], 0, dim) * 2.0 ** -24
+        assert bool(in_range.any()) and not bool((got[in_range] == 0).any())  # nothing flushed within range
+        assert torch.equal(s.rows_cols(kind, [1, 1], 5, 50), dequantize(*quantize(g[[1, 1]], "float16"),
+                                                                         "float16")[:, 5:50])
+    want = assemble("diff", s.rows("factual", [0, 3]), s.rows("alternative", [0, 3])).mean(0).abs()
+    assert torch.equal(mean_abs_importance(s, [0, 3], "diff"), want)
+    keep = torch.tensor([0, 7, dim - 1])
+    compact(s, tmp_path / "dst", keep)
+    kept = s.rows("alternative", range(n))[:, keep]  # stored again with the compact store's block scales
+    assert torch.equal(GradientStore(tmp_path / "dst").rows("alternative", range(n)),
+                       dequantize(*quantize(kept, "float16"), "float16"))
+
+
+def test_block_scaling_in_place_matches_the_per_column_scales():
+    g = torch.Generator().manual_seed(1)
+    scale = torch.ldexp(torch.ones(3, 5), torch.randint(-20, 3, (3, 5), generator=g))
+    x = torch.randn(3, 37, generator=g)
+    for c0, c1 in ((0, 37), (3, 37), (8, 16), (9, 11), (16, 37), (5, 6)):  # cols 8: 5 blocks, the last partial
+        got = x[:, c0:c1].clone()
+        scale_blocks_(got, scale, c0, cols=8)
+        assert torch.equal(got, x[:, c0:c1] * scale_columns(scale, c0, c1, cols=8)), (c0, c1)
