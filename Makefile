@@ -1,4 +1,5 @@
 # The two entry points: `make run` (set up, then run the embedded default experiment) and `make test`.
+# `make bench-smoke` runs every bench script's --smoke mode (CI runs it after `make test`).
 PY ?= python3
 VENV := .venv
 
@@ -9,7 +10,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e ".[test]"
 	touch $@
 
-.PHONY: setup run test
+.PHONY: setup run test bench-smoke
 setup: $(VENV)/.installed
 
 run: setup
@@ -17,3 +18,6 @@ run: setup
 
 test: setup
 	$(VENV)/bin/python -m pytest
+
+bench-smoke: setup
+	$(VENV)/bin/python -m pytest -m bench tests/bench

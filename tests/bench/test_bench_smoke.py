@@ -1,7 +1,8 @@
 """Each bench script's --smoke mode, run as a subprocess: one JSON object on stdout with the documented keys.
 
 The scripts start together (they are mostly process start-up and tiny models) so the file stays
-within a few minutes on two cores.
+within a few minutes on two cores. Marked `bench`: not in the default suite (`make test`); `make bench-smoke`
+runs it, and CI runs both.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.bench
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = {
