@@ -41,17 +41,23 @@ def resolve_config(config: Any = None, overrides: list[str] | None = None) -> Ex
 
 def preflight(cfg: ExperimentConfig, store: str | Path):
     """Everything checked before any stage runs: the devices, config slices (model path, data classes), the store,
-    and, unless extraction is already cached, the model, the data and the disk space extraction needs."""
+    and, unless extraction is already cached, the model, the data and the disk space extraction needs (a suite:
+    of every pair)."""
     from gradiend_core.devices import check_config
-    from gradiend_core.stages.plan import plan
+    from gradiend_core.stages.plan import pair_plan, plan
+    from gradiend_core.suite import pair_configs
 
     check_config(cfg)  # the devices are on this host and model.dtype runs there
     s = open_store(store)
     s.check_writable()
     steps = plan(cfg)
-    _check_target_class(cfg)
-    if s.status("extract-gradients", steps["extract-gradients"].key) != "cached":
-        _check_inputs(cfg, s, steps)
+    singles = [(cfg, steps)] if cfg.suite is None else [(c, pair_plan(c)) for c in pair_configs(cfg).values()]
+    base: dict = {}  # the base model, loaded once for every pair of a suite
+    for one, one_steps in singles:
+        if cfg.suite is None or cfg.suite.rewrite:
+            _check_target_class(one)
+        if s.status("extract-gradients", one_steps["extract-gradients"].key) != "cached":
+            _check_inputs(one, s, one_steps, base)
     return steps
 
 
@@ -61,16 +67,20 @@ def _check_target_class(cfg: ExperimentConfig) -> None:
     cfg.rewrite.requests(list(cfg.pair()))  # ConfigError naming the unknown class
 
 
-def _check_inputs(cfg: ExperimentConfig, store: Store, steps) -> None:
+def _check_inputs(cfg: ExperimentConfig, store: Store, steps, base: dict) -> None:
     """Cheap dry runs of what prepare-model, create-data and extract-gradients would fail on, so a bad
-    model, bad data or a full disk is reported before minutes of work and with the store unchanged."""
+    model, bad data or a full disk is reported before minutes of work and with the store unchanged.
+    `base`: the base models loaded so far, by model section (a suite's pairs share one)."""
     from gradiend_core.lm import load_base_model
     from gradiend_core.param_map import select_parameters
     from gradiend_core import extraction
     from gradiend_core.data.corpus import class_map
 
-    base = load_base_model(cfg.model.name_or_path, allow_missing_head=cfg.model.fit_head != "never",
-                           objective=cfg.model.objective)
+    m = cfg.model
+    which = (m.name_or_path, m.fit_head, m.objective)
+    if which not in base:
+        base[which] = load_base_model(m.name_or_path, allow_missing_head=m.fit_head != "never", objective=m.objective)
+    base = base[which]
     classes = class_map(cfg.data)
     for word in sorted({w for ws in classes.values() for w in ws}):
         base.objective.target_token_ids(base.tokenizer, word)

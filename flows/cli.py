@@ -93,6 +93,8 @@ def render_summary(s: dict) -> str:
         lines.append(f"{sid:<24} {st['key']:<22} {'cached' if st['cached'] else 'ran':<9} {st['seconds']:.1f}")
         for sh in st.get("shards", []):  # extract-gradients split into row shards (runner.extract_shards)
             lines.append(f"  shard {sh['shard']:<16} {str(sh['rows']) + ' rows':<22} {'ran':<9} {sh['seconds']:.1f}")
+    if "pairs" in s:  # a suite
+        return "\n".join(lines + suite_lines(s))
     m = s["metrics"]
     lines += [
         "",
@@ -103,6 +105,18 @@ def render_summary(s: dict) -> str:
         lines += rewrite_lines(r)
     lines.append(f"store: {s['store']}   total {s['seconds']:.1f}s")
     return "\n".join(lines)
+
+
+def suite_lines(s: dict) -> list[str]:
+    """A suite's headline: each pair's encoder correlation and best seed, then where the comparison is."""
+    lines = ["", f"{'pair':<24} {'encoder correlation':<24} best seed"]
+    for pid, m in s["pairs"].items():
+        lines.append(f"{pid:<24} {m['encoder_correlation']:<24.3f} {m['best_seed']} ({m['converged_seeds']} converged)")
+    for r in s.get("rewrites", []):
+        lines += rewrite_lines(r)
+    c = s["comparison"]
+    lines += [f"comparison ({', '.join(c['tables'])}): {c['dir']}", f"store: {s['store']}   total {s['seconds']:.1f}s"]
+    return lines
 
 
 def rewrite_lines(r: dict) -> list[str]:

@@ -11,6 +11,7 @@ from gradiend_core.config_loader import from_dict
 from gradiend_core.experiment import ExperimentConfig
 from gradiend_core.stages.plan import StagePlan, plan
 from gradiend_core.store import open_store
+from gradiend_core.suite import pair_label
 from tasks.cache import results_dir
 from tasks.stage import report_task, split_tasks, stage_task
 
@@ -61,17 +62,23 @@ def gradiend_flow(experiment: dict, store: str) -> dict:
     summary = summarize(steps, manifests, states, drawn, time.perf_counter() - t0, store)
     from tasks.artifacts import publish_run_report, stage_keys
 
-    keys = {sid: stage_keys(steps[sid].decl, m, cfg.name) for sid, m in manifests.items()}
+    keys = {sid: stage_keys(steps[sid].decl, m, label(cfg, steps[sid])) for sid, m in manifests.items()}
     publish_run_report(summary, manifests, keys, cfg.name)
     return summary
 
 
 def _groups(steps: dict[str, StagePlan]) -> list[list[StagePlan]]:
-    """Plan steps grouped by stage, in plan order: a fanned-out stage's steps are submitted at once."""
-    groups: dict[str, list[StagePlan]] = {}
+    """Plan steps grouped by stage (and by pair in a suite), in plan order: a fanned-out stage's steps
+    are submitted at once."""
+    groups: dict[tuple, list[StagePlan]] = {}
     for p in steps.values():
-        groups.setdefault(p.stage, []).append(p)
+        groups.setdefault((p.stage, p.pair), []).append(p)
     return list(groups.values())
+
+
+def label(cfg: ExperimentConfig, p: StagePlan) -> str:
+    """The experiment name a step publishes its UI artifacts under (a suite's pair: its own keys)."""
+    return cfg.name if p.pair is None else pair_label(cfg.name, p.pair)
 
 
 def submit(group: list[StagePlan], cfg: ExperimentConfig, store: str, storage, futures: dict) -> dict:
@@ -85,9 +92,9 @@ def submit(group: list[StagePlan], cfg: ExperimentConfig, store: str, storage, f
     refresh = any(stale(store, p.stage, p.key) for p in group)
     t = stage_task(s.stage).with_options(result_storage=storage, refresh_cache=refresh)
     if s.decl.fanout is None:
-        return {s.id: t.submit(store=store, conf=s.conf, paths=s.paths, inputs=inputs, experiment=cfg.name)}
+        return {s.id: t.submit(store=store, conf=s.conf, paths=s.paths, inputs=inputs, experiment=label(cfg, s))}
     maps = t.map(store=unmapped(store), conf=[p.conf for p in group], paths=unmapped(s.paths),
-                 inputs=unmapped(inputs), experiment=unmapped(cfg.name))
+                 inputs=unmapped(inputs), experiment=unmapped(label(cfg, s)))
     return {p.id: f for p, f in zip(group, maps)}
 
 
@@ -98,7 +105,7 @@ def draw(group: list[StagePlan], cfg: ExperimentConfig, store: str, futures: dic
     if decl.report is None or decl.report.draw is None:
         return {}
     t = report_task(decl.name)
-    return {p.id: t.submit(store=store, manifest=futures[p.id], experiment=cfg.name)
+    return {p.id: t.submit(store=store, manifest=futures[p.id], experiment=label(cfg, p))
             if stale(store, decl.report_stage, p.report_key) else {"key": p.report_key, "cached": True}
             for p in group}
 
@@ -127,7 +134,7 @@ def in_parts(s: StagePlan, cfg: ExperimentConfig, store: str, inputs: dict) -> P
             index=list(range(len(work[sp.units]))))
         results = [p.result() for p in parts]  # a failed part raises its own error here
         done = finalize.submit(store=store, conf=s.conf, inputs=inputs, plan=work, parts=results,
-                               experiment=cfg.name, wait_for=parts)
+                               experiment=label(cfg, s), wait_for=parts)
         done.wait()
     return done
 
@@ -137,6 +144,44 @@ SELECTED_KEYS = ("feature_factor", "learning_rate", "value", "base_value", "lms"
 
 
 def summarize(steps, manifests: dict, states: dict, drawn: dict, seconds: float, store: str) -> dict:
+    """The run summary: every step (`stages`), the headline metrics and the rewritten models; a suite's
+    (a `compare` step) has `pairs` (each pair's metrics, also `metrics`) and `comparison` instead."""
+    stages = stage_summary(steps, manifests, states, drawn)
+    where = open_store(store)
+    rewrites = [rewrite_entry(sid, manifests[sid], where) for sid, p in steps.items() if p.stage == "rewrite"]
+    out = {"store": where.location, "stages": stages, "seconds": round(seconds, 2), "rewrites": rewrites}
+    if "compare" in steps:
+        return {**out, **suite_summary(steps, manifests, where)}
+    first = rewrites[0]
+    # the first rewrite request (every request: `rewrites`)
+    metrics = {**pair_metrics(manifests["evaluate-encoder"], manifests["select-seed"]),
+               "target_class": first["class"], "direction": first["direction"], "selected": first["selected"]}
+    return {**out, "metrics": metrics, "rewritten_model": first["model"]}
+
+
+def pair_metrics(evaluate: dict, select: dict) -> dict:
+    ev = evaluate["info"]
+    return {"encoder_correlation": ev["correlation"], "encoder_split": ev["split"],
+            "best_seed": select["info"]["best_seed"], "converged_seeds": select["info"]["convergent_count"]}
+
+
+def suite_summary(steps, manifests: dict, where) -> dict:
+    """Each pair's metrics (its evaluate-encoder and select-seed steps) and the comparison's tables."""
+    c = steps["compare"]
+    pairs = {}
+    for pid in c.conf["pairs"]:
+        ids = [i for i in steps if steps[i].pair == pid]
+        select = next(i for i in ids if steps[i].stage == "select-seed")
+        pairs[pid] = {**pair_metrics(manifests[c.inputs[f"encoder_{pid}"]], manifests[select]), "steps": ids}
+    m = manifests["compare"]
+    comparison = {"id": "compare", "key": m["key"], "dir": where.where("compare", m["key"]),
+                  "tables": sorted(m["info"]["rows"])}
+    return {"pairs": pairs, "metrics": {pid: {k: v for k, v in p.items() if k != "steps"} for pid, p in pairs.items()},
+            "comparison": comparison}
+
+
+def stage_summary(steps, manifests: dict, states: dict, drawn: dict) -> dict:
+    """plan id -> stage, key, cached, seconds (and shards / parts, report)."""
     stages = {}
     for sid, m in manifests.items():
         cached = bool(m.get("cached")) or states[sid].name == "Cached"
@@ -147,24 +192,7 @@ def summarize(steps, manifests: dict, states: dict, drawn: dict, seconds: float,
                 stages[sid][fanned] = m[fanned]
         if sid in drawn:  # the plots drawn from the stored results
             stages[sid]["report"] = drawn[sid]
-    ev = manifests["evaluate-encoder"]["info"]
-    where = open_store(store)
-    rewrites = [rewrite_entry(sid, manifests[sid], where) for sid, p in steps.items() if p.stage == "rewrite"]
-    first = rewrites[0]
-    return {
-        "store": where.location,
-        "stages": stages,
-        "seconds": round(seconds, 2),
-        "metrics": {
-            "encoder_correlation": ev["correlation"], "encoder_split": ev["split"],
-            "best_seed": manifests["select-seed"]["info"]["best_seed"],
-            "converged_seeds": manifests["select-seed"]["info"]["convergent_count"],
-            # the first rewrite request (every request: `rewrites`)
-            "target_class": first["class"], "direction": first["direction"], "selected": first["selected"],
-        },
-        "rewrites": rewrites,
-        "rewritten_model": first["model"],
-    }
+    return stages
 
 
 def rewrite_entry(sid: str, manifest: dict, where) -> dict:

@@ -80,6 +80,9 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is Any:
         return value
     if origin in (Union, types.UnionType):
+        sections = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)]
+        if isinstance(value, dict) and len(sections) == 1:  # an optional section: its own error messages
+            return from_dict(sections[0], value, where)
         for arg in typing.get_args(tp):
             try:
                 return coerce(value, arg, where)

@@ -27,6 +27,7 @@ from .errors import ConfigError
 from .head import HeadFitConfig
 from .pruning import PrePruneConfig
 from .seeds import SeedSelectionConfig
+from .suite import SuiteSection, pair_configs
 from .training import TrainConfig
 
 Kind = Literal["factual", "alternative", "diff"]
@@ -262,6 +263,7 @@ class ExperimentConfig:
     decoder_grid: DecoderGridConfig = field(default_factory=DecoderGridConfig)
     rewrite: RewriteSection = field(default_factory=RewriteSection)
     runner: RunnerSection = field(default_factory=RunnerSection)
+    suite: None | SuiteSection = None  # (None first: an absent suite stays None) many pairs and their comparison (gradiend_core/suite.py)
 
     def to_dict(self) -> dict:
         return to_dict(self)
@@ -269,7 +271,18 @@ class ExperimentConfig:
     def validate(self) -> None:
         if not self.name or any(c in self.name for c in "/\\"):
             raise ConfigError(f"name: '{self.name}' must be non-empty and contain no slashes")
+        if self.suite is not None:
+            self._validate_suite()
         self.pair()  # train.pair names two of the data's classes
+
+    def _validate_suite(self) -> None:
+        if self.train.pair is not None:
+            raise ConfigError("train.pair and suite are both set; the suite sets each pair (suite.pairs), "
+                              "remove train.pair")
+        if self.suite.pairs == "one_vs_rest" and self.data.merge:
+            raise ConfigError("suite.pairs one_vs_rest merges the other classes itself; remove data.merge "
+                              "or list the pairs")
+        pair_configs(self)  # every pair's experiment, overrides included, is valid
 
     def pair(self) -> tuple[str, str]:
         """The GRADIEND's two classes (+1, -1): train.pair, else the first two data classes (after data.merge)."""

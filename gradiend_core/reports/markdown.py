@@ -58,6 +58,12 @@ def artifact_keys(manifest: dict, experiment: str, extra: tuple[str, ...] = ()) 
     return [main_key(manifest, experiment)] + [artifact_key(experiment, manifest["stage"], s) for s in extra]
 
 
+def link(key: str, ui_url: str | None = None) -> str:
+    """A markdown link to an artifact of the Prefect UI (relative when the UI's address is not known)."""
+    base = (ui_url or "").rstrip("/")
+    return f"[`{key}`]({base}/artifacts/key/{key})"
+
+
 def json_safe(v: Any) -> Any:
     """Plain JSON values for a table artifact (NaN/inf -> None, numpy scalars -> Python)."""
     if isinstance(v, dict):

@@ -1,7 +1,7 @@
 """The run report: every stage of one flow run (key, reused or ran, seconds, its artifacts) and the headline."""
 from __future__ import annotations
 
-from .markdown import artifact_key, fmt, interval, md_table
+from .markdown import artifact_key, fmt, interval, link, md_table
 
 
 def _headline(summary: dict) -> list[dict]:
@@ -36,11 +36,6 @@ def _rewrite_rows(r: dict) -> list[dict]:
     return rows
 
 
-def _link(key: str, ui_url: str | None) -> str:
-    base = (ui_url or "").rstrip("/")
-    return f"[`{key}`]({base}/artifacts/key/{key})"
-
-
 def run_report_markdown(summary: dict, manifests: dict[str, dict], keys: dict[str, list[str]], experiment: str,
                         ui_url: str | None = None) -> str:
     """The run report; `keys`: plan step id -> the artifact keys of that step's report."""
@@ -61,5 +56,5 @@ def run_report_markdown(summary: dict, manifests: dict[str, dict], keys: dict[st
           f"{float(summary.get('seconds') or 0):.1f} s · store `{summary.get('store', '?')}`", "",
           "## Headline", "", md_table(_headline(summary)), "", "## Stages", "", md_table(rows), "",
           "## Artifacts", ""]
-    md += [f"- {_link(k, ui_url)}" for k in all_keys + [artifact_key(experiment, "report")]]
+    md += [f"- {link(k, ui_url)}" for k in all_keys + [artifact_key(experiment, "report")]]
     return "\n".join(md)

@@ -6,11 +6,13 @@ known before anything runs, and bad config fails here, before any stage.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from ..store import stage_key
+from ..suite import pair_configs
 from .declaration import Input, Stage
-from .registry import STAGES
+from .registry import STAGES, stage
 from .runner import hashed, run_report, run_stage
 
 
@@ -23,6 +25,7 @@ class StagePlan:
     inputs: dict[str, str] = field(default_factory=dict)   # input name -> plan id
     key: str = ""
     report_key: str | None = None  # the key of its report output, when the stage draws one
+    pair: str | None = None    # a suite: the pair whose step this is (None: a single run's, or shared)
 
     @property
     def stage(self) -> str:
@@ -30,7 +33,14 @@ class StagePlan:
 
 
 def plan(cfg) -> dict[str, StagePlan]:
-    """Ordered plan (dependencies first) for an ExperimentConfig."""
+    """Ordered plan (dependencies first) for an ExperimentConfig (a suite: suite_plan)."""
+    if getattr(cfg, "suite", None) is not None:
+        return suite_plan(cfg)
+    return pair_plan(cfg)
+
+
+def pair_plan(cfg) -> dict[str, StagePlan]:
+    """The plan of one GRADIEND (a single-pair experiment)."""
     steps: dict[str, StagePlan] = {}
     instances: dict[str, list[StagePlan]] = {}  # stage name -> its steps (several when fanned out)
     for decl in STAGES:
@@ -59,6 +69,50 @@ def _wire(decl: Stage, instances: dict[str, list[StagePlan]]) -> dict[str, str]:
         else:
             out[inp.name] = found[0].id
     return out
+
+
+SUITE_STAGE = "compare"
+REWRITE_STAGES = ("decoder-grid", "rewrite")  # a suite runs them only with suite.rewrite
+
+
+def suite_plan(cfg) -> dict[str, StagePlan]:
+    """The union of every pair's plan (its keys are the single-pair run's), then the comparison.
+
+    One step per (stage, key): a step every pair shares (same id, same key: prepare-model, create-data)
+    keeps its plain id; any other is namespaced by the first pair that has it ("3SG-3PL/train-seed-0")."""
+    per = {pid: pair_plan(c) for pid, c in pair_configs(cfg).items()}
+    if not cfg.suite.rewrite:
+        per = {pid: {s: p for s, p in ps.items() if p.stage not in REWRITE_STAGES} for pid, ps in per.items()}
+    shared = {sid for sid, p in next(iter(per.values())).items()
+              if all(sid in ps and ps[sid].key == p.key for ps in per.values())}
+    steps: dict[str, StagePlan] = {}
+    ids: dict[tuple[str, str], str] = {}  # (stage, key) -> suite id
+    for pid, ps in per.items():
+        for sid, p in ps.items():
+            if (p.stage, p.key) in ids:
+                continue
+            new = sid if sid in shared else f"{pid}/{sid}"
+            inputs = {n: ids[(ps[i].stage, ps[i].key)] for n, i in p.inputs.items()}
+            steps[new] = dataclasses.replace(p, id=new, inputs=inputs, pair=None if sid in shared else pid)
+            ids[(p.stage, p.key)] = new
+    c = _fan_in_step(stage(SUITE_STAGE), cfg, per, ids, steps)
+    steps[c.id] = c
+    return steps
+
+
+def _fan_in_step(decl: Stage, cfg, per: dict, ids: dict, steps: dict) -> StagePlan:
+    """The suite stage: each input is taken from every pair's plan, named f"{input}_{pair id}"."""
+    inputs = {}
+    for pid, ps in per.items():
+        for inp in decl.inputs:
+            found = next((p for n in inp.stages for p in ps.values() if p.stage == n), None)
+            if found is None:
+                raise ValueError(f"suite stage input '{inp.name}' needs one of {inp.stages} in pair {pid}'s plan")
+            inputs[f"{inp.name}_{pid}"] = ids[(found.stage, found.key)]
+    p = StagePlan(decl.name, decl, decl.slice(cfg), decl.paths(cfg) if decl.paths else {}, inputs)
+    p.key = stage_key(decl.name, decl.version, hashed(p.conf), {n: steps[i].key for n, i in inputs.items()})
+    p.report_key = report_key(decl, p.key)
+    return p
 
 
 def _upstream(inp: Input, instances: dict[str, list[StagePlan]]) -> list[StagePlan]:

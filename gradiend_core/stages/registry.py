@@ -2,7 +2,7 @@
 STAGE), its config section in experiment.py, its test in tests/gradiend_core/stages/, and one line here."""
 from __future__ import annotations
 
-from . import (create_data, decoder_grid, evaluate_encoder, extract_gradients, post_prune, pre_prune,
+from . import (compare, create_data, decoder_grid, evaluate_encoder, extract_gradients, post_prune, pre_prune,
                prepare_model, rewrite, select_seed, train_seed)
 from .declaration import Stage
 
@@ -17,6 +17,7 @@ STAGES: tuple[Stage, ...] = (
     evaluate_encoder.STAGE,
     decoder_grid.STAGE,
     rewrite.STAGE,
+    compare.STAGE,  # suites only (plan.suite_plan)
 )
 BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}
 

@@ -1,0 +1,145 @@
+"""A suite through the CLI on a tiny model with three classes: every pair's steps have the single-pair
+run's keys (and the two reuse each other's outputs), the comparison's tables, the caching rules (adding
+a pair runs that pair and the comparison, removing one only the comparison, an unchanged re-run
+nothing) and bad suite input (one line, exit 2, nothing built). One sequence of runs serves every test."""
+import contextlib
+import io
+import json
+
+import pandas as pd
+import pytest
+import yaml
+
+from gradiend_core.testing import tiny_experiment
+
+CLASSES = {"3SG": ["he", "she"], "3PL": ["they"], "IT": ["it"]}
+ALL = ["3SG-3PL", "3SG-IT", "3PL-IT"]  # `all`: the classes' order
+FIRST = [["3SG", "3PL"], ["3SG", "IT"]]
+FEWER = [["3SG", "3PL"], ["3PL", "IT"]]
+PAIR_STAGES = {"extract-gradients", "pre-prune", "train-seed", "select-seed", "evaluate-encoder"}
+
+
+def experiment(model_dir, suite: dict | None) -> dict:
+    exp = tiny_experiment(model_dir, name="tiny-suite")
+    exp["data"].update(classes=CLASSES, max_per_class=12, neutral_max=6)
+    exp["extract"].update(max_neutral_rows=4, max_training_masked_rows=4)
+    exp["train"].update(max_seeds=1, max_steps=8)
+    if suite is not None:
+        exp["suite"] = {"compare": {"measures": ["cosine", "topk_overlap"], "topk": 50}, **suite}
+    return exp
+
+
+def cli(argv: list[str]) -> tuple[int, str, str]:
+    from flows.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+def run(d, name: str, exp: dict) -> dict:
+    (d / name).write_text(yaml.safe_dump(exp, sort_keys=False))  # keep the class order
+    code, out, err = cli(["run", str(d / name), "--store", str(d / "store"), "--json"])
+    assert code == 0, err.strip().splitlines()[-3:]
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def runs(prefect_home, tiny_model_dir, tmp_path_factory):
+    """first: two pairs; added: all three; again: unchanged; fewer: one pair removed; single: 3PL-IT alone."""
+    d = tmp_path_factory.mktemp("suite")
+    out = {"first": run(d, "first.yaml", experiment(tiny_model_dir, {"pairs": FIRST})),
+           "added": run(d, "suite.yaml", experiment(tiny_model_dir, {"pairs": "all"}))}
+    out["again"] = run(d, "suite.yaml", experiment(tiny_model_dir, {"pairs": "all"}))
+    out["fewer"] = run(d, "fewer.yaml", experiment(tiny_model_dir, {"pairs": FEWER}))
+    single = experiment(tiny_model_dir, None)
+    single["train"]["pair"] = ["3PL", "IT"]
+    out["single"] = run(d, "single.yaml", single)
+    return out
+
+
+def ran(summary: dict) -> set[str]:
+    return {sid for sid, st in summary["stages"].items() if not st["cached"]}
+
+
+def test_one_flow_runs_every_pair_and_shares_the_common_steps(runs):
+    s = runs["added"]
+    assert set(s["pairs"]) == set(s["metrics"]) == set(ALL)  # (--json sorts keys: summary.json keeps the order)
+    stages = s["stages"]
+    assert stages["prepare-model"]["stage"] == "prepare-model" and stages["create-data"]["stage"] == "create-data"
+    for pid in ALL:
+        mine = {stages[sid]["stage"] for sid in s["pairs"][pid]["steps"]}
+        assert mine == PAIR_STAGES  # no decoder grid nor rewrite (suite.rewrite: false)
+        assert f"{pid}/train-seed-0" in stages
+    assert len({stages[f"{pid}/select-seed"]["key"] for pid in ALL}) == 3
+    assert s["rewrites"] == []
+
+
+def test_a_pair_has_the_single_pair_runs_keys_and_they_reuse_each_other(runs):
+    suite, single = runs["added"]["stages"], runs["single"]["stages"]
+    for sid, st in single.items():
+        if st["stage"] in ("decoder-grid", "rewrite"):
+            assert not st["cached"]  # the suite ran neither
+            continue
+        ours = sid if sid in ("prepare-model", "create-data") else f"3PL-IT/{sid}"
+        assert suite[ours]["key"] == st["key"] and st["cached"], sid
+
+
+def test_the_comparison_tables(runs):
+    c = runs["added"]["comparison"]
+    assert c["tables"] == ["anchor_aligned", "cross_encoding", "pairwise_encoding", "similarity", "topk"]
+    from gradiend_core.compare import read_comparison
+
+    tables = read_comparison(c["dir"])
+    sim = tables["similarity"]
+    flat = sim[sim["group_by"] == "none"]
+    assert set(flat["measure"]) == {"cosine", "topk_overlap"}
+    for _, m in flat.groupby("measure"):
+        assert len(m) == 9 and set(m["row_id"]) == set(m["col_id"]) == set(ALL)  # 3 x 3
+    assert {"layer", "component"} <= set(sim["group_by"])
+    assert set(tables["topk"]["gradiend_id"]) == set(ALL)
+    assert tables["cross_encoding"].groupby("gradiend_id").size().to_dict() == {pid: 3 for pid in ALL}
+    summary = json.loads(open(f"{c['dir']}/summary.json").read())
+    assert summary["gradiends"] == ALL and set(summary["similarity"]["cosine"]) == set(ALL)
+    assert all(summary["similarity"]["cosine"][p][p] == pytest.approx(1.0) for p in ALL)
+
+
+def test_adding_a_pair_runs_that_pair_and_the_comparison_only(runs):
+    s = runs["added"]
+    assert ran(runs["first"]) == set(runs["first"]["stages"])  # a fresh store: everything ran
+    assert ran(s) == set(s["pairs"]["3PL-IT"]["steps"]) | {"compare"}
+
+
+def test_an_unchanged_rerun_runs_nothing_and_removing_a_pair_only_the_comparison(runs):
+    assert ran(runs["again"]) == set()
+    assert ran(runs["fewer"]) == {"compare"}
+    assert runs["fewer"]["comparison"]["key"] not in (runs["added"]["comparison"]["key"],
+                                                      runs["first"]["comparison"]["key"])
+
+
+def test_the_comparison_report_draws_every_heatmap(runs):
+    from gradiend_core.store import open_store
+
+    st = runs["first"]["stages"]["compare"]
+    report = st["report"]
+    path = open_store(runs["first"]["store"]).path("compare-report", report["key"])
+    drawn = sorted(p.name for p in path.glob("*.png"))
+    assert "topk_venn_decoder-weight.png" in drawn  # two GRADIENDs
+    assert {f"similarity_{m}_{by}.png" for m in ("cosine", "topk_overlap") for by in ("none", "layer", "component")} \
+        <= set(drawn)
+    assert {f"encoding_{k}.png" for k in ("cross", "pairwise", "anchor")} <= set(drawn)
+
+
+@pytest.mark.parametrize("suite, says", [
+    ({"pairs": [["3SG", "2"]]}, "'2' is not a data class"),
+    ({"pairs": [["3SG", "3SG"], ["3SG", "IT"]]}, "must name two different classes"),
+    ({"pairs": "all", "overrides": {"3SG-3PL": {"train": {"max_step": 5}}}}, "unknown key 'max_step'"),
+    ({"pairs": "all", "overrides": {"3SG-2": {"train": {"max_steps": 5}}}}, "'3SG-2' is not a pair of the suite"),
+])
+def test_bad_suite_input_is_one_line_exit_2_and_builds_nothing(prefect_home, tiny_model_dir, tmp_path, suite, says):
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(experiment(tiny_model_dir, suite), sort_keys=False))
+    code, _, err = cli(["run", str(tmp_path / "bad.yaml"), "--store", str(tmp_path / "store")])
+    lines = [ln for ln in err.strip().splitlines() if ln.startswith("error:")]
+    assert code == 2 and len(lines) == 1 and says in lines[0], err
+    assert not (tmp_path / "store").exists() or not any((tmp_path / "store").iterdir())
