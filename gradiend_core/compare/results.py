@@ -13,9 +13,10 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import pandas as pd
+
 
 from gradiend_core.compare import cross_encoding as xe
 from gradiend_core.compare.layout import common_layout
@@ -25,6 +26,8 @@ from gradiend_core.compare.topk import topk_weights
 from gradiend_core.gradiend import Gradiend
 from gradiend_core.io import atomic_write_bytes, atomic_write_json
 from gradiend_core.model import PARTS
+
+Progress = Callable[[float, str], None]  # (fraction done, message)
 
 
 @dataclass(frozen=True)
@@ -51,23 +54,29 @@ def _measure_topk(cfg: CompareConfig, name: str) -> int | float | None:
     return cfg.topk if name in NEEDS_TOPK else cfg.similarity_topk
 
 
-def similarity_tables(gradiends: Mapping[str, Gradiend], cfg: CompareConfig) -> pd.DataFrame:
-    """Every configured measure, ungrouped and per grouping, in one tidy table."""
+def similarity_tables(gradiends: Mapping[str, Gradiend], cfg: CompareConfig,
+                      progress: Progress | None = None) -> pd.DataFrame:
+    """Every configured measure, ungrouped and per grouping, in one tidy table; `progress(fraction, message)`
+    after each (grouping, measure) matrix."""
     layout = common_layout(gradiends)
     vectors = {p: all_vectors(gradiends, p, layout) for p in {default_part(m) for m in cfg.measures}}
-    frames = [similarity_matrix(gradiends, m, topk=_measure_topk(cfg, m), value=cfg.value,
-                                vectors=vectors[default_part(m)]) for m in cfg.measures]
-    frames += [grouped_similarity(gradiends, by, m, topk=_measure_topk(cfg, m), value=cfg.value,
-                                  vectors=vectors[default_part(m)], layout=layout)
-               for by in cfg.group_by for m in cfg.measures]
+    jobs = [(by, m) for by in (None, *cfg.group_by) for m in cfg.measures]
+    frames = []
+    for i, (by, m) in enumerate(jobs):
+        kw = dict(topk=_measure_topk(cfg, m), value=cfg.value, vectors=vectors[default_part(m)])
+        frames.append(similarity_matrix(gradiends, m, **kw) if by is None
+                      else grouped_similarity(gradiends, by, m, layout=layout, **kw))
+        if progress is not None:
+            progress((i + 1) / len(jobs), f"similarity {m}" + (f" by {by}" if by else ""))
     return pd.concat(frames, ignore_index=True)
 
 
 def compare_gradiends(gradiends: Mapping[str, Gradiend], cfg: CompareConfig = CompareConfig(),
-                      encodings: pd.DataFrame | None = None) -> Comparison:
-    """All tables and the summary. encodings: the long table (cross_encoding.ENCODING_COLUMNS), optional."""
+                      encodings: pd.DataFrame | None = None, progress: Progress | None = None) -> Comparison:
+    """All tables and the summary. encodings: the long table (cross_encoding.ENCODING_COLUMNS), optional;
+    progress(fraction, message): called as the similarity matrices are done (the bulk of the work)."""
     gradiends = {str(k): g for k, g in gradiends.items()}
-    tables = {"similarity": similarity_tables(gradiends, cfg),
+    tables = {"similarity": similarity_tables(gradiends, cfg, progress),
               "topk": pd.concat([topk_weights(gradiends, p, cfg.topk) for p in cfg.topk_parts], ignore_index=True)}
     if encodings is not None:
         directions = {i: g.directions for i, g in gradiends.items()}

@@ -30,8 +30,9 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     encoders = {pid: inputs[f"{ENCODER}_{pid}"] for pid in pairs}
     encoded = {pid: pd.read_parquet(out_path(m) / "encoded.parquet") for pid, m in encoders.items()}
     split = encoders[pairs[0]]["info"].get("split", "test")
-    progress(0.3, "comparing")
-    c = compare_gradiends(gradiends, CompareSection(**conf["compare"]).config(), encoding_table(encoded, split))
+    progress(0.2, "comparing")
+    c = compare_gradiends(gradiends, CompareSection(**conf["compare"]).config(), encoding_table(encoded, split),
+                          progress=lambda f, msg: progress(0.2 + 0.75 * f, msg))
     write_comparison(c, out)
     used = {pid: {role: _used(inputs[f"{role}_{pid}"]) for role in (MODEL, ENCODER)} for pid in pairs}
     return {"pairs": used, "split": split, "rows": c.summary["rows"], "kept_dims": c.summary["kept_dims"]}

@@ -320,7 +320,11 @@ def test_compare_gradiends_tables_summary_and_files(known_topk, tmp_path):
     gs = {k: g for k, g in known_topk.items() if k != "c"}
     gs["b"].directions = {"B": 1, "C": -1}
     enc = _encodings().replace({"gradiend_id": {"g1": "a", "g2": "b"}})
-    c = compare_gradiends(gs, CompareConfig(topk=4, group_by=("component",)), encodings=enc)
+    seen = []
+    c = compare_gradiends(gs, CompareConfig(topk=4, group_by=("component",)), encodings=enc,
+                          progress=lambda f, msg: seen.append((f, msg)))
+    assert len(seen) == 12 and seen[-1] == (1.0, "similarity mass_overlap by component")  # 6 measures x 2
+    assert [f for f, _ in seen] == sorted(f for f, _ in seen) and seen[0][1] == "similarity cosine"
     sim = c.tables["similarity"]
     assert set(sim["measure"]) == {"cosine", "cosine_signed", "spearman", "spearman_signed", "topk_overlap",
                                    "mass_overlap"}
