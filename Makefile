@@ -1,5 +1,6 @@
 # The two entry points: `make run` (set up, then run the embedded default experiment) and `make test`.
-# `make bench-smoke` runs every bench script's --smoke mode (CI runs it after `make test`).
+# `make test-extended` runs the multi-minute tests (a suite on Dask and Ray) and `make bench-smoke` every bench
+# script's --smoke mode; CI runs both after `make test`.
 PY ?= python3
 VENV := .venv
 
@@ -10,7 +11,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e ".[test]"
 	touch $@
 
-.PHONY: setup run test bench-smoke
+.PHONY: setup run test test-extended bench-smoke
 setup: $(VENV)/.installed
 
 run: setup
@@ -18,6 +19,9 @@ run: setup
 
 test: setup
 	$(VENV)/bin/python -m pytest
+
+test-extended: setup
+	$(VENV)/bin/python -m pytest -m extended
 
 bench-smoke: setup
 	$(VENV)/bin/python -m pytest -m bench tests/bench

@@ -9,11 +9,11 @@ from prefect.futures import PrefectFuture
 
 from gradiend_core.config_loader import from_dict
 from gradiend_core.experiment import ExperimentConfig
-from gradiend_core.stages.plan import StagePlan, plan
+from gradiend_core.stages.plan import StagePlan, plan, shared_groups
 from gradiend_core.store import open_store
 from gradiend_core.suite import pair_label
 from tasks.cache import results_dir
-from tasks.stage import report_task, split_tasks, stage_task
+from tasks.stage import report_task, shared_task, split_tasks, stage_task
 
 # tasks pass manifests (small dicts), never arrays: Ray's minimum object store is plenty, and the
 # default (30% of RAM in /dev/shm) would be reserved for nothing
@@ -51,8 +51,10 @@ def gradiend_flow(experiment: dict, store: str) -> dict:
     reports: dict[str, PrefectFuture | dict] = {}  # plots, drawn beside the next stages (nothing waits for them)
     storage = results_dir(store)
     storage.mkdir(parents=True, exist_ok=True)
+    shared: dict[str, PrefectFuture | None] = {}  # share id -> its one-pass task (None: nothing to build)
     for group in _groups(steps):
-        done = submit(group, cfg, store, storage, futures)
+        after = [f for f in (share(p, steps, store, futures, shared) for p in group) if f is not None]
+        done = submit(group, cfg, store, storage, futures, after)
         futures.update(done)
         reports.update(draw(group, cfg, store, done))
     manifests = {sid: f.result() for sid, f in futures.items()}
@@ -60,6 +62,7 @@ def gradiend_flow(experiment: dict, store: str) -> dict:
     drawn = {sid: r if isinstance(r, dict) else r.result() for sid, r in reports.items()}
     drawn = {sid: r for sid, r in drawn.items() if r}
     summary = summarize(steps, manifests, states, drawn, time.perf_counter() - t0, store)
+    mark_shared(summary, steps, manifests, {g: f.result() for g, f in shared.items() if f is not None})
     from tasks.artifacts import publish_run_report, stage_keys
 
     keys = {sid: stage_keys(steps[sid].decl, m, label(cfg, steps[sid])) for sid, m in manifests.items()}
@@ -76,23 +79,56 @@ def _groups(steps: dict[str, StagePlan]) -> list[list[StagePlan]]:
     return list(groups.values())
 
 
+def share(p: StagePlan, steps: dict, store: str, futures: dict, shared: dict) -> PrefectFuture | None:
+    """The one-pass task building p's share group (Stage.share), submitted with the group's first step
+    when some member's output is missing; p's own task waits for it, then finds its output built."""
+    if p.share is None:
+        return None
+    if p.share not in shared:
+        members = shared_groups(steps)[p.share]
+        if any(stale(store, m.stage, m.key) for m in members):
+            shared[p.share] = shared_task(p.stage).submit(
+                store=store, confs=[m.conf for m in members], label=p.share,
+                inputs={n: futures[i] for n, i in p.inputs.items()})
+        else:
+            shared[p.share] = None
+    return shared[p.share]
+
+
+def mark_shared(summary: dict, steps: dict, manifests: dict, records: dict) -> None:
+    """The steps a one-pass task built count as built (their own task only found them), and `shared`
+    says what each such task did: its steps, the keys it built, the rows computed once, the union dims."""
+    if not records:
+        return
+    groups = shared_groups(steps)
+    for g, r in records.items():
+        for p in groups[g]:
+            if p.key in r["built"]:
+                summary["stages"][p.id].update(cached=False, seconds=manifests[p.id].get("seconds", 0.0), shared=g)
+    summary["shared"] = {g: {"steps": [p.id for p in groups[g]], **r} for g, r in records.items()}
+
+
 def label(cfg: ExperimentConfig, p: StagePlan) -> str:
     """The experiment name a step publishes its UI artifacts under (a suite's pair: its own keys)."""
     return cfg.name if p.pair is None else pair_label(cfg.name, p.pair)
 
 
-def submit(group: list[StagePlan], cfg: ExperimentConfig, store: str, storage, futures: dict) -> dict:
+def submit(group: list[StagePlan], cfg: ExperimentConfig, store: str, storage, futures: dict,
+           after: list | None = None) -> dict:
     """Futures of one stage's steps: one task each (mapped when fanned out), or prepare -> parts ->
     finalize when the stage is declared with a Split and the runner asks for more than one part."""
     s = group[0]
     inputs = {n: futures[i] for n, i in s.inputs.items()}
     if s.decl.split is not None and s.decl.split.count(cfg) > 1:
+        for f in after or []:  # the group's one-pass task built it (prepare then finds it cached)
+            f.wait()
         return {s.id: in_parts(s, cfg, store, inputs)}
     # an output missing or damaged in the store: run the task even if Prefect has a record of its key
     refresh = any(stale(store, p.stage, p.key) for p in group)
     t = stage_task(s.stage).with_options(result_storage=storage, refresh_cache=refresh)
     if s.decl.fanout is None:
-        return {s.id: t.submit(store=store, conf=s.conf, paths=s.paths, inputs=inputs, experiment=label(cfg, s))}
+        return {s.id: t.submit(store=store, conf=s.conf, paths=s.paths, inputs=inputs, experiment=label(cfg, s),
+                               wait_for=after or None)}
     maps = t.map(store=unmapped(store), conf=[p.conf for p in group], paths=unmapped(s.paths),
                  inputs=unmapped(inputs), experiment=unmapped(label(cfg, s)))
     return {p.id: f for p, f in zip(group, maps)}

@@ -12,6 +12,7 @@ With pre-pruning on (the default) the kept dims are chosen first from a sample o
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 import shutil
@@ -138,6 +139,13 @@ def setup(conf: dict, inputs: dict, out: Path, progress=None) -> Extraction:
 
     The pre-pruning selection is computed once per staging dir `out` and saved there, so row shards
     and a resumed build reuse it."""
+    ex = load(conf, inputs)
+    return pruned_for(ex, conf, out, progress)
+
+
+def load(conf: dict, inputs: dict) -> Extraction:
+    """The extraction before pre-pruning: the base model, every stored row and the unpruned map; shared
+    by the pairs of a suite (extract_shared.py), which prune it each their own way (`pruned_for`)."""
     from .experiment import ExtractSection
 
     x = ExtractSection(**conf["extract"])
@@ -153,8 +161,21 @@ def setup(conf: dict, inputs: dict, out: Path, progress=None) -> Extraction:
                      training_masked_rows(training, exclude, x.max_training_masked_rows, seed=1))
     pmap = select_parameters(base.model, x.include, x.exclude, backbone=base.objective.backbone(base.model))
     check_targets(base, rows)
-    pmap, pruned = prune_first(out, base, pmap, rows, conf.get("pre_prune") or {}, x, progress)
-    return Extraction(x, base, rows, pmap, classes, pruned, {"device": describe(device), "model_dtype": dtype})
+    return Extraction(x, base, rows, pmap, classes, None, {"device": describe(device), "model_dtype": dtype})
+
+
+def pruned_for(ex: Extraction, conf: dict, out: Path, progress=None) -> Extraction:
+    """`ex` (unpruned) restricted to the dims its pre-pruning keeps (saved in `out`, see prune_first)."""
+    pmap, pruned = prune_first(out, ex.base, ex.pmap, ex.rows, conf.get("pre_prune") or {}, ex.x, progress)
+    return dataclasses.replace(ex, pmap=pmap, pruned=pruned)
+
+
+def kept_dims(out: Path) -> torch.Tensor | None:
+    """Local dims (sorted) the pre-pruning saved in `out` kept; None: pre-pruning off (every dim)."""
+    from safetensors.torch import load_file
+
+    path = out / KEEP_FILE
+    return load_file(str(path))["keep"] if path.exists() else None
 
 
 def prune_first(out: Path, base, pmap: ParamMap, rows: pd.DataFrame, pp_conf: dict, x, progress=None):
@@ -301,22 +322,39 @@ def write_progress(out: Path, n_rows: int, dim: int, done: set[int], name: str =
 def extract_block(extractor, block: pd.DataFrame, micro: int, dim: int, dtype: str):
     """Factual and alternative gradients of one block, each as (storage array (n, P), scales (n,)):
     float16 scaled per row and column block (grad_store.quantize); zeros, scale 1 where a row has no alternative."""
+    return extract_block_into(extractor, block, micro, [(None, dim)], dtype)[0]
+
+
+def extract_block_into(extractor, block: pd.DataFrame, micro: int, targets: list, dtype: str) -> list:
+    """One block's gradients computed once and stored for every target: `targets` lists (cols, P_t), the
+    extractor's columns a store keeps (a sorted index tensor, None: all of them) and how many. Returns,
+    per target, the (g_f, g_a) pairs of `extract_block`. A column's value does not depend on which
+    other columns the extractor computes (per-example products are formed whole, then gathered), so a
+    target's rows are byte-identical to an extraction of its columns alone."""
     np_dtype = {"float16": np.float16, "bfloat16": np.uint16, "float32": np.float32}[dtype]
-    g_f, g_a = np.zeros((len(block), dim), dtype=np_dtype), np.zeros((len(block), dim), dtype=np_dtype)
-    blocks = max(-(-dim // SCALE_COLS), 1)
-    s_f, s_a = np.ones((len(block), blocks), dtype=np.float32), np.ones((len(block), blocks), dtype=np.float32)
-    for i in range(0, len(block), micro):
+    n, out = len(block), []
+    for _, dim in targets:
+        blocks = max(-(-dim // SCALE_COLS), 1)
+        out.append(tuple((np.zeros((n, dim), dtype=np_dtype), np.ones((n, blocks), dtype=np.float32))
+                         for _ in range(2)))  # (factual, alternative) x (data (n, P_t), scales)
+
+    def keep(kind: int, rows, g: torch.Tensor) -> None:  # g (r, P) -> every target's columns
+        for (cols, _), t in zip(targets, out):
+            data, scale = t[kind]
+            data[rows], scale[rows] = quantize(g if cols is None else g.index_select(1, cols), dtype)
+
+    for i in range(0, n, micro):
         mb = block.iloc[i:i + micro]
         masked, fact, alt = list(mb["masked"]), list(mb["factual"]), list(mb["alternative"])
         has_alt = np.array([bool(a) for a in alt])
         rows = slice(i, i + len(mb))
         if has_alt.all():
             f, a = extractor.pair_gradients(masked, fact, alt)
-            (g_f[rows], s_f[rows]), (g_a[rows], s_a[rows]) = quantize(f, dtype), quantize(a, dtype)
+            keep(0, rows, f)
+            keep(1, rows, a)
         else:  # neutral rows: factual only
-            g_f[rows], s_f[rows] = quantize(extractor.example_gradients(masked, fact), dtype)
+            keep(0, rows, extractor.example_gradients(masked, fact))
             if has_alt.any():
                 idx = np.flatnonzero(has_alt)
-                a = extractor.example_gradients([masked[j] for j in idx], [alt[j] for j in idx])
-                g_a[i + idx], s_a[i + idx] = quantize(a, dtype)
-    return (g_f, s_f), (g_a, s_a)
+                keep(1, i + idx, extractor.example_gradients([masked[j] for j in idx], [alt[j] for j in idx]))
+    return [tuple(t) for t in out]

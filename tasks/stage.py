@@ -156,6 +156,30 @@ def report_task(name: str):
 
 
 @lru_cache(maxsize=None)
+def shared_task(name: str):
+    """The task that builds several steps of stage `name` in one pass (Stage.share: a suite's
+    extractions). Not cached by Prefect: it checks the store itself and builds only what is missing;
+    each step's own task then finds its output there."""
+    decl = stage(name)
+
+    def run(store: str, confs: list[dict], inputs: dict, label: str) -> dict:
+        from gradiend_core.stages.plan import StagePlan, run_shared
+
+        members = [StagePlan(label, decl, c, {}) for c in confs]
+        progress = Progress(label)
+        try:
+            record = run_shared(open_store(store), members, inputs, progress)
+        finally:
+            progress.close()
+        progress.logger.info("%s: built %d of %d outputs, %d rows computed once", label, len(record["built"]),
+                             len(confs), record["rows_computed"])
+        return record
+
+    run.__name__ = run.__qualname__ = f"{name}_shared".replace("-", "_")
+    return task(run, name=f"{name}-shared", cache_policy=NO_CACHE)
+
+
+@lru_cache(maxsize=None)
 def split_tasks(name: str):
     """(prepare, part, finalize) tasks of a stage declared with a Split."""
     decl = stage(name)

@@ -67,6 +67,16 @@ class Split:
 
 
 @dataclass(frozen=True)
+class Share:
+    """Steps of this stage whose config slices differ only in what `signature` leaves out (and that read
+    the same upstream outputs) are built together by one task when a plan has several of them (a suite's
+    pairs): build(store, stage, confs, inputs, progress) -> small record. Each output is the one its own
+    step would build, under its own key; the steps then find it in the store."""
+    signature: Callable[[dict], dict]  # conf -> what must be equal to share one build
+    build: Callable[..., dict]
+
+
+@dataclass(frozen=True)
 class Report:
     """How a stage is shown: plots drawn from its stored results, and UI artifacts.
 
@@ -101,6 +111,7 @@ class Stage:
     report: Report | None = None
     enabled: Callable[[Any], bool] | None = None  # an optional stage: in the plan only when true
     resumable: bool = False            # build() resumes a killed run's staging dir
+    share: Share | None = None         # several steps built by one task (a suite's pairs)
 
     @property
     def report_stage(self) -> str:

@@ -2,7 +2,8 @@
 
 One task (`build`), or with `runner.extract_shards` > 1 row shards (extract_shards.py); both run the
 same engine (gradiend_core.extraction) and publish the same bytes under the same key. With pre-pruning
-on (the default) only the kept dims are stored; see pre_prune.py for why.
+on (the default) only the kept dims are stored; see pre_prune.py for why. The pairs of a suite are
+extracted in one pass (extract_shared.py), again with the same bytes under the same keys.
 """
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from pathlib import Path
 
 from .. import extraction as xg
 from ..reports import extract_gradients as report
-from . import extract_shards
+from . import extract_shards, extract_shared
 from .common import placement, section
-from .declaration import Report, Split, Stage, needs
+from .declaration import Report, Share, Split, Stage, needs
 
 
 def config_slice(cfg) -> dict:
@@ -45,4 +46,5 @@ STAGE = Stage(name=NAME, version=VERSION, sections=("extract", "pre_prune"), bui
               inputs=(needs("model", "prepare-model"), needs("data", "create-data")), resumable=True,
               split=Split(extract_shards.prepare, extract_shards.shard, extract_shards.finalize,
                           count=lambda cfg: cfg.runner.extract_shards, units="blocks"),
-              report=Report(artifacts=report.artifacts))
+              report=Report(artifacts=report.artifacts),
+              share=Share(extract_shared.signature, extract_shared.build))

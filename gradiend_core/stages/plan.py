@@ -26,6 +26,7 @@ class StagePlan:
     key: str = ""
     report_key: str | None = None  # the key of its report output, when the stage draws one
     pair: str | None = None    # a suite: the pair whose step this is (None: a single run's, or shared)
+    share: str | None = None   # steps with the same id here are built by one task (Stage.share)
 
     @property
     def stage(self) -> str:
@@ -97,7 +98,38 @@ def suite_plan(cfg) -> dict[str, StagePlan]:
             ids[(p.stage, p.key)] = new
     c = _fan_in_step(stage(SUITE_STAGE), cfg, per, ids, steps)
     steps[c.id] = c
+    _mark_shared(steps)
     return steps
+
+
+def _mark_shared(steps: dict[str, StagePlan]) -> None:
+    """Set `share` on the steps of a stage declared with a Share that can be built together: same
+    signature of their config slices and same upstream steps (only groups of two or more)."""
+    groups: dict[str, list[StagePlan]] = {}
+    for p in steps.values():
+        if p.decl.share is not None:
+            sig = stage_key(p.stage, p.decl.version, hashed(p.decl.share.signature(p.conf)),
+                            {n: steps[i].key for n, i in p.inputs.items()})
+            groups.setdefault(sig, []).append(p)
+    shared = [m for m in groups.values() if len(m) > 1]
+    for n, members in enumerate(shared):
+        for p in members:  # e.g. "extract-gradients-shared" (then "-shared-2", ... for more groups)
+            p.share = f"{p.stage}-shared" + (f"-{n + 1}" if n else "")
+
+
+def shared_groups(steps: dict[str, StagePlan]) -> dict[str, list[StagePlan]]:
+    """share id -> the steps one task builds together, in plan order."""
+    out: dict[str, list[StagePlan]] = {}
+    for p in steps.values():
+        if p.share is not None:
+            out.setdefault(p.share, []).append(p)
+    return out
+
+
+def run_shared(store, members: list[StagePlan], inputs: dict[str, dict], progress=None) -> dict:
+    """Build the outputs of a share group that are not in the store yet, in one task (Stage.share)."""
+    d = members[0].decl
+    return d.share.build(store, d, [p.conf for p in members], inputs, progress)
 
 
 def _fan_in_step(decl: Stage, cfg, per: dict, ids: dict, steps: dict) -> StagePlan:
@@ -149,8 +181,12 @@ def run_plan(store, steps: dict[str, StagePlan], until: str | None = None, repor
     steps as Prefect tasks."""
     ids = upstream_ids(steps, until) if until else list(steps)
     done: dict[str, dict] = {}
+    groups, built = shared_groups(steps), set()
     for sid in ids:
         p = steps[sid]
+        if p.share is not None and p.share not in built:
+            run_shared(store, groups[p.share], {n: done[i] for n, i in p.inputs.items()}, progress)
+            built.add(p.share)
         done[sid] = run_step(store, p, {n: done[i] for n, i in p.inputs.items()}, progress)
         if reports:
             run_report(store, p.decl, done[sid])

@@ -117,3 +117,40 @@ def test_ray_runner_settings():
     assert r.address is None and r.init_kwargs["num_cpus"] == 3 and r.init_kwargs["include_dashboard"] is False
     r = task_runner(load_experiment(None, ["runner.kind=ray", "runner.address=ray://head:10001"]))
     assert r.address == "ray://head:10001" and "num_cpus" not in r.init_kwargs  # the cluster's own resources
+
+
+@pytest.mark.extended  # ~1.5 min of cluster start-ups: `make test-extended` (CI runs it)
+def test_a_suite_fans_its_pairs_out_on_dask_and_ray_with_the_threads_results(run_json, prefect_home, tiny_model_dir,
+                                                                              tmp_path, monkeypatch):
+    """Two pairs on threads, on a 2-worker Dask cluster and on a local Ray: the same keys, metrics and
+    comparison tables; on Dask the pairs' tasks ran in both worker processes."""
+    ray = pytest.importorskip("ray", reason="Ray runner not installed: pip install 'prefect-ray==0.6.0'")
+    from distributed import Client, LocalCluster, get_task_stream
+
+    from gradiend_core.compare import read_comparison
+    from gradiend_core.testing import tiny_experiment
+
+    exp = tiny_experiment(tiny_model_dir, name="suite-runners")
+    exp["data"].update(classes={"3SG": ["he", "she"], "3PL": ["they"], "IT": ["it"]}, max_per_class=8, neutral_max=4)
+    exp["extract"].update(max_neutral_rows=4, max_training_masked_rows=4)
+    exp["train"].update(max_seeds=1, max_steps=6)
+    exp["suite"] = {"pairs": [["3SG", "3PL"], ["3SG", "IT"]], "compare": {"measures": ["cosine"], "topk": 20}}
+    config = tmp_path / "suite.yaml"
+    config.write_text(yaml.safe_dump(exp, sort_keys=False))
+    threads = run_json(config, tmp_path / "threads", "runner.kind=threads", "runner.max_workers=2")
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client, get_task_stream(client) as stream:
+        dask = run_json(config, tmp_path / "dask", "runner.kind=dask", f"runner.address={cluster.scheduler_address}")
+    assert len({t["worker"] for t in stream.data}) == 2
+    run = run_json(config, tmp_path / "ray", "runner.kind=ray", "runner.max_workers=2")
+    assert not ray.is_initialized()
+    for other in (dask, run):
+        assert not any(st["cached"] for st in other["stages"].values())
+        assert {k: v["key"] for k, v in other["stages"].items()} == {k: v["key"] for k, v in threads["stages"].items()}
+        assert same_metrics(other["metrics"], threads["metrics"]), (other["metrics"], threads["metrics"])
+        assert other["shared"]["extract-gradients-shared"]["rows_computed"] == \
+            threads["shared"]["extract-gradients-shared"]["rows_computed"]
+        sim, want = (read_comparison(s["comparison"]["dir"])["similarity"] for s in (other, threads))
+        assert sim[["row_id", "col_id", "measure", "group_by"]].equals(want[["row_id", "col_id", "measure", "group_by"]])
+        assert sim["value"].to_numpy() == pytest.approx(want["value"].to_numpy(), rel=1e-5)

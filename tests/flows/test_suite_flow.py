@@ -56,6 +56,10 @@ def runs(prefect_home, tiny_model_dir, tmp_path_factory):
     single = experiment(tiny_model_dir, None)
     single["train"]["pair"] = ["3PL", "IT"]
     out["single"] = run(d, "single.yaml", single)
+    alone = experiment(tiny_model_dir, None)  # 3SG-3PL by itself in a store of its own
+    alone["train"]["pair"] = ["3SG", "3PL"]
+    (d / "alone").mkdir()
+    out["alone"] = run(d / "alone", "alone.yaml", alone)
     return out
 
 
@@ -84,6 +88,45 @@ def test_a_pair_has_the_single_pair_runs_keys_and_they_reuse_each_other(runs):
             continue
         ours = sid if sid in ("prepare-model", "create-data") else f"3PL-IT/{sid}"
         assert suite[ours]["key"] == st["key"] and st["cached"], sid
+
+
+def stored_rows(summary: dict, sid: str) -> int:
+    from gradiend_core.store import open_store
+
+    return open_store(summary["store"]).load("extract-gradients", summary["stages"][sid]["key"])["info"]["n_rows"]
+
+
+def test_the_pairs_extract_in_one_pass_each_row_computed_once(runs):
+    from gradiend_core.store import open_store
+
+    first, added = runs["first"], runs["added"]
+    n = stored_rows(first, "3SG-3PL/extract-gradients")
+    one = first["shared"]["extract-gradients-shared"]
+    assert one["steps"] == ["3SG-3PL/extract-gradients", "3SG-IT/extract-gradients"]
+    assert len(one["built"]) == 2 and one["rows_computed"] == n  # two stores of n rows each, n rows computed
+    assert stored_rows(first, "3SG-IT/extract-gradients") == n
+    dims = [open_store(first["store"]).load("extract-gradients", first["stages"][sid]["key"])["info"]["dim"]
+            for sid in one["steps"]]
+    assert one["union_dim"] > max(dims)  # the pairs keep different dims: each store is cut from the union
+    assert all(first["stages"][sid]["shared"] == "extract-gradients-shared" for sid in one["steps"])
+    added_one = added["shared"]["extract-gradients-shared"]  # the added pair's store alone, its rows once
+    assert added_one["built"] == [added["stages"]["3PL-IT/extract-gradients"]["key"]]
+    assert added_one["rows_computed"] == n
+    assert "shared" not in runs["again"] and "shared" not in runs["fewer"]
+
+
+def test_a_store_built_in_one_pass_is_byte_identical_to_the_pairs_own(runs):
+    import hashlib
+
+    from gradiend_core.store import open_store
+
+    def files(summary, sid):
+        root = open_store(summary["store"]).path("extract-gradients", summary["stages"][sid]["key"])
+        return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(root.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+
+    suite, alone = files(runs["first"], "3SG-3PL/extract-gradients"), files(runs["alone"], "extract-gradients")
+    assert any(f.startswith("gradients.zarr/factual") for f in suite) and suite == alone
 
 
 def test_the_comparison_tables(runs):
