@@ -26,6 +26,7 @@ SCRIPTS = {
     "gpu": ["bench/gpu.py"],                            # skipped without CUDA: the skip JSON
     "gpu-on-cpu": ["bench/gpu.py", "--device", "cpu"],  # every measurement of it, run on the CPU
     "stored-precision": ["bench/stored_precision.py"],
+    "suite-extraction": ["bench/suite_extraction.py"],
 }
 TIMEOUT = 420  # the six run side by side on two cores (~140 s alone on a quiet machine)
 
@@ -185,3 +186,12 @@ def test_stored_precision_smoke(outputs):
         assert store["subnormal_frac"] <= f16["subnormal_frac"]
         assert store["rel_err_median"] < bf16["rel_err_median"]  # 11 significant bits vs 8
         assert store["zero_frac"] >= store["zero_frac_float32"]
+
+
+def test_suite_extraction_smoke(outputs):
+    o = parsed(outputs, "suite-extraction")
+    assert o["pairs"] == 3 and o["identical"] is True  # one pass writes the bytes of each pair's own build
+    assert o["shared"]["rows_computed"] == o["rows"] and o["one_by_one"]["rows_computed"] == 3 * o["rows"]
+    d = o["dims"]
+    assert max(d["per_pair"].values()) < d["union"] <= d["sum"] == sum(d["per_pair"].values())
+    assert o["speedup"] == pytest.approx(o["one_by_one"]["seconds"] / o["shared"]["seconds"], rel=0.01)
