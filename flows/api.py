@@ -49,8 +49,8 @@ def preflight(cfg: ExperimentConfig, store: str | Path):
 
     check_config(cfg)  # the devices are on this host and model.dtype runs there
     s = open_store(store)
-    s.check_writable()
     steps = plan(cfg)
+    _check_writable(s, steps)
     singles = [(cfg, steps)] if cfg.suite is None else [(c, pair_plan(c)) for c in pair_configs(cfg).values()]
     base: dict = {}  # the base model, loaded once for every pair of a suite
     for one, one_steps in singles:
@@ -59,6 +59,23 @@ def preflight(cfg: ExperimentConfig, store: str | Path):
         if s.status("extract-gradients", one_steps["extract-gradients"].key) != "cached":
             _check_inputs(one, s, one_steps, base)
     return steps
+
+
+def _check_writable(s: Store, steps) -> None:
+    """The store can take new outputs (it is made a store if new), or, read-only, holds every stage
+    output of the plan already: then the run only reads them (plots not drawn yet are skipped)."""
+    from gradiend_core.errors import StoreError
+    from gradiend_core.store.marker import LEGACY, STORE
+
+    try:
+        s.check_writable()
+    except StoreError as e:
+        if s.state() not in (STORE, LEGACY):
+            raise
+        todo = [sid for sid, p in steps.items() if s.status(p.stage, p.key) != "cached"]
+        if todo:
+            raise StoreError(f"{e}; {len(todo)} of {len(steps)} stage outputs are not in it yet (first: "
+                             f"{todo[0]}), a read-only store can only show what is cached") from None
 
 
 def _check_target_class(cfg: ExperimentConfig) -> None:
