@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from gradiend_core.store import Store, open_store
 
-from . import env
+from . import env, user_errors
 
 if TYPE_CHECKING:  # the config pulls in torch (its sections are the method's configs): imported when needed,
     from gradiend_core.experiment import ExperimentConfig  # after Prefect's temporary API started
@@ -110,7 +110,9 @@ def _check_inputs(cfg: ExperimentConfig, store: Store, steps, base: dict) -> Non
         from gradiend_core.pruning import resolve_k
 
         dim = resolve_k(cfg.pre_prune.topk, dim)
-    extraction.check_disk(store.root, n_rows, dim, x.dtype)
+    x_step = steps["extract-gradients"]  # a failed or killed extraction's finished rows are kept: only the rest
+    kept = extraction.rows_kept(store.root / x_step.stage, x_step.key, x.batch_size)
+    extraction.check_disk(store.root, max(n_rows - kept, 0), dim, x.dtype)
 
 
 def _check_data(cfg: ExperimentConfig, store: Store, data) -> int:
@@ -199,6 +201,7 @@ def run_experiment(config: Any = None, store: str | Path = "store", overrides: l
         from .pipeline import gradiend_flow, task_runner
 
         f = gradiend_flow.with_options(task_runner=task_runner(cfg))
+        user_errors.install()  # a failed stage's one-line error is not buried under Prefect's tracebacks
         if api is None:  # a configured API (PREFECT_API_URL)
             summary = f(experiment=to_dict(cfg), store=location)
         else:
