@@ -26,7 +26,7 @@ def results_dir(store: str) -> Path:
     """Where Prefect keeps task results: in this host's directory of the store (a URL store: its cache),
     or, when that is read-only (a run that only reads cached outputs), in a temporary directory."""
     root = open_store(store).root
-    if os.access(root, os.W_OK) or os.access(root / RESULTS_DIR, os.W_OK):
+    if not root.exists() or os.access(root, os.W_OK) or os.access(root / RESULTS_DIR, os.W_OK):
         return root / RESULTS_DIR
     import hashlib
     import tempfile

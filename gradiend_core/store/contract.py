@@ -168,7 +168,8 @@ class Store(abc.ABC):
 
         resumable: the newest dead run's staging dir is adopted (renamed to the new one, its files
         kept, so the build can skip the work it finds recorded there). Every other dead run's dir is
-        deleted; without resumable the new dir is empty. On a failed build the caller deletes it."""
+        deleted; without resumable the new dir is empty. On a failed build the caller deletes it, unless
+        the build is resumable: then it is kept for the next run to adopt (gc lists it as a leftover)."""
 
     @abc.abstractmethod
     def publish(self, stage: str, key: str, staging: Path, record: dict) -> dict:

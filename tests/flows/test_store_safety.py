@@ -86,6 +86,16 @@ def test_store_mistake(case, tmp_path, tiny_config, capsys):
     assert snapshot(store) == before  # nothing deleted, nothing written (not even a marker)
 
 
+def test_url_prefix_that_is_no_store_is_refused(tmp_path, capsys):
+    proj = project(tmp_path / "proj")
+    before = snapshot(proj)
+    for argv in (["gc"], ["verify"]):
+        assert main([*argv, "--store", proj.as_uri(), "--cache", str(tmp_path / "cache")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{proj.as_uri()} is not a gradiend-flow store" in err[0], err
+    assert snapshot(proj) == before
+
+
 def test_store_before_markers_is_recognised_and_marked_by_gc(tmp_path, capsys):
     store = tmp_path / "s"
     keys = demo_store(store)
