@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from gradiend_core.store import Store, open_store
 
-from . import env
+from . import env, user_errors
 
 if TYPE_CHECKING:  # the config pulls in torch (its sections are the method's configs): imported when needed,
     from gradiend_core.experiment import ExperimentConfig  # after Prefect's temporary API started
@@ -49,8 +49,8 @@ def preflight(cfg: ExperimentConfig, store: str | Path):
 
     check_config(cfg)  # the devices are on this host and model.dtype runs there
     s = open_store(store)
-    s.check_writable()
     steps = plan(cfg)
+    _check_writable(s, steps)
     singles = [(cfg, steps)] if cfg.suite is None else [(c, pair_plan(c)) for c in pair_configs(cfg).values()]
     base: dict = {}  # the base model, loaded once for every pair of a suite
     for one, one_steps in singles:
@@ -59,6 +59,23 @@ def preflight(cfg: ExperimentConfig, store: str | Path):
         if s.status("extract-gradients", one_steps["extract-gradients"].key) != "cached":
             _check_inputs(one, s, one_steps, base)
     return steps
+
+
+def _check_writable(s: Store, steps) -> None:
+    """The store can take new outputs (it is made a store if new), or, read-only, holds every stage
+    output of the plan already: then the run only reads them (plots not drawn yet are skipped)."""
+    from gradiend_core.errors import StoreError
+    from gradiend_core.store.marker import LEGACY, STORE
+
+    try:
+        s.check_writable()
+    except StoreError as e:
+        if s.state() not in (STORE, LEGACY):
+            raise
+        todo = [sid for sid, p in steps.items() if s.status(p.stage, p.key) != "cached"]
+        if todo:
+            raise StoreError(f"{e}; {len(todo)} of {len(steps)} stage outputs are not in it yet (first: "
+                             f"{todo[0]}), a read-only store can only show what is cached") from None
 
 
 def _check_target_class(cfg: ExperimentConfig) -> None:
@@ -93,7 +110,9 @@ def _check_inputs(cfg: ExperimentConfig, store: Store, steps, base: dict) -> Non
         from gradiend_core.pruning import resolve_k
 
         dim = resolve_k(cfg.pre_prune.topk, dim)
-    extraction.check_disk(store.root, n_rows, dim, x.dtype)
+    x_step = steps["extract-gradients"]  # a failed or killed extraction's finished rows are kept: only the rest
+    kept = extraction.rows_kept(store.root / x_step.stage, x_step.key, x.batch_size)
+    extraction.check_disk(store.root, max(n_rows - kept, 0), dim, x.dtype)
 
 
 def _check_data(cfg: ExperimentConfig, store: Store, data) -> int:
@@ -182,6 +201,7 @@ def run_experiment(config: Any = None, store: str | Path = "store", overrides: l
         from .pipeline import gradiend_flow, task_runner
 
         f = gradiend_flow.with_options(task_runner=task_runner(cfg))
+        user_errors.install()  # a failed stage's one-line error is not buried under Prefect's tracebacks
         if api is None:  # a configured API (PREFECT_API_URL)
             summary = f(experiment=to_dict(cfg), store=location)
         else:

@@ -144,6 +144,7 @@ def cmd_status(args) -> int:
 
     cfg = resolve_config(args.config, args.set)
     store = open_store(args.store)  # a URL store: its manifests and listing only, nothing is downloaded
+    store.check_store()
     for sid, p in plan(cfg).items():
         report = f"   report {store.status(p.decl.report_stage, p.report_key)}" if p.report_key else ""
         print(f"{sid:<22} {p.key:<22} {store.status(p.stage, p.key):<8}{report}")
@@ -154,6 +155,7 @@ def cmd_show(args) -> int:
     from gradiend_core.store import open_store
 
     store = open_store(args.store)
+    store.check_store()
     stage, key = store.find(args.key)
     m = store.manifest(stage, key)
     if m is None:
@@ -170,6 +172,7 @@ def cmd_verify(args) -> int:
     from gradiend_core.store import open_store
 
     store = open_store(args.store)
+    store.check_store()
     bad = 0
     n = 0
     for stage, key in store.outputs():
@@ -184,28 +187,59 @@ def cmd_verify(args) -> int:
 
 
 def cmd_gc(args) -> int:
+    """Remove what no listed experiment uses and what killed runs left; report each directory removed or
+    not (and why), exit 1 when one could not be removed."""
+    from gradiend_core.errors import GradiendError
     from gradiend_core.stages.plan import plan
     from gradiend_core.store import open_store
 
     from .api import resolve_config
 
     store = open_store(args.store)
+    store.check_store()  # never deletes from a directory that is not a store
     keep = set()
     for c in (args.configs or [None]):
         for p in plan(resolve_config(c)).values():
             keep |= {(p.stage, p.key)} | ({(p.decl.report_stage, p.report_key)} if p.report_key else set())
     outputs = [(s, k) for s, k in store.outputs() if (s, k) not in keep]
     leftovers = store.leftovers()
-    doomed = [store.where(s, k) for s, k in outputs] + [str(p) for p in leftovers]
-    for d in doomed:
-        print(("would remove " if args.dry_run else "removed ") + d)
-    if not args.dry_run:
-        for s, k in outputs:
-            store.remove(s, k)
-        for p in leftovers:
-            store.remove_leftover(p)
-    print(f"{len(doomed)} director{'y' if len(doomed) == 1 else 'ies'} {'to remove' if args.dry_run else 'removed'}")
-    return 0
+    if args.dry_run:
+        doomed = [store.where(s, k) for s, k in outputs] + [str(p) for p in leftovers]
+        for d in doomed:
+            print(f"would remove {d}")
+        print(f"{len(doomed)} director{'y' if len(doomed) == 1 else 'ies'} to remove")
+        return 0
+    try:  # a read-only store: one line, nothing removed (and a store made before markers gets its marker)
+        store.check_writable()
+    except GradiendError as e:
+        raise type(e)(f"{e} (gc removed nothing)") from None
+    jobs = [(store.where(s, k), lambda s=s, k=k: store.remove(s, k)) for s, k in outputs]
+    jobs += [(str(p), lambda p=p: store.remove_leftover(p)) for p in leftovers]
+    removed, failed = 0, 0
+    for where, remove in jobs:
+        why = _try(remove)
+        if why is None:
+            removed += 1
+            print(f"removed {where}")
+        else:
+            failed += 1
+            print(f"could not remove {where}: {why}")
+    print(f"{removed} director{'y' if removed == 1 else 'ies'} removed"
+          + (f", {failed} could not be removed (see above)" if failed else ""))
+    return 1 if failed else 0
+
+
+def _try(fn) -> str | None:
+    """None when fn() succeeded, else why not (one line)."""
+    from gradiend_core.errors import StoreError
+
+    try:
+        fn()
+    except StoreError as e:
+        return str(e)
+    except OSError as e:
+        return f"{e.strerror} ({e.filename})" if e.filename else str(e)
+    return None
 
 
 def entry() -> None:

@@ -27,7 +27,7 @@ import torch
 from .data.creation import read_dataset
 from .errors import StoreError
 from .grad_store import SCALE_COLS, create_store, quantize, store_rows
-from .io import atomic_write_json
+from .io import atomic_write_json, human_bytes
 from .devices import describe
 from .manifests import info, load_prepared_model, out_path
 from .stages.common import base_placement
@@ -84,14 +84,47 @@ def _neutral_kind(df: pd.DataFrame, kind: str, split: str) -> pd.DataFrame:
                      label=0, transition="", target_word=df["factual"].str.lower(), n_masks=1)
 
 
+def bytes_needed(n_rows: int, dim: int, dtype: str) -> int:
+    """Upper bound of what `n_rows` rows of factual and alternative gradients take on disk (uncompressed)."""
+    return n_rows * dim * BYTES[dtype] * 2
+
+
 def check_disk(out: Path, n_rows: int, dim: int, dtype: str) -> int:
-    need = n_rows * dim * BYTES[dtype] * 2
+    """StoreError before extracting when the free space at `out` is below what `n_rows` (the rows
+    still to extract) need."""
+    need = bytes_needed(n_rows, dim, dtype)
     free = shutil.disk_usage(out).free
     if need > free:
-        raise StoreError(f"extraction needs up to {need / 2**30:.1f} GiB uncompressed but only "
-                         f"{free / 2**30:.1f} GiB are free at {out}; free disk, select fewer parameters "
-                         f"(extract.include) or fewer rows (data.max_per_class)")
+        raise StoreError(f"extraction needs up to {human_bytes(need)} uncompressed but only {human_bytes(free)} "
+                         f"are free at {out}; free disk, select fewer parameters (extract.include) or fewer "
+                         f"rows (data.max_per_class)")
     return need
+
+
+def disk_full(out: Path, ex: "Extraction", done: set[int]) -> StoreError:
+    """The error when the disk filled up during extraction: what is kept, what the rest needs."""
+    kept = ex.rows_in(done)
+    need = bytes_needed(ex.n - kept, ex.pmap.input_dim, ex.x.dtype)
+    return StoreError(f"the disk filled up during extraction ({human_bytes(shutil.disk_usage(out).free)} free at "
+                      f"{out.parent}): the {kept} of {ex.n} rows extracted are kept, the other {ex.n - kept} need "
+                      f"up to {human_bytes(need)} more; free that much and run again, it resumes")
+
+
+def rows_kept(stage_dir: Path, key: str, batch_size: int) -> int:
+    """Rows a killed or failed extraction of `key` finished in its newest staging dir below `stage_dir`
+    (what the next build resumes from; 0 when none)."""
+    from .io import read_json
+
+    from .store.local import STAGING
+
+    dirs = sorted(stage_dir.glob(f"{STAGING}{key}-*"), key=lambda p: p.stat().st_mtime_ns) if stage_dir.is_dir() else []
+    done: set[int] = set()
+    for f in progress_files(dirs[-1]) if dirs else []:
+        try:
+            done |= set(read_json(f).get("done", []))
+        except (OSError, ValueError):
+            continue
+    return len(done) * batch_size
 
 
 def check_targets(base, rows: pd.DataFrame) -> None:
@@ -119,6 +152,10 @@ class Extraction:
     def blocks(self) -> list[int]:
         """First row of every row block; a block is one zarr row chunk, written whole by one writer."""
         return list(range(0, self.n, self.x.batch_size))
+
+    def rows_in(self, blocks) -> int:
+        """How many rows the row blocks starting at `blocks` hold."""
+        return sum(len(self.rows.iloc[r0:r0 + self.x.batch_size]) for r0 in blocks)
 
     def create_store(self, out: Path):
         # one-row inner chunks inside block-row shards: training reads scattered single rows, and
@@ -209,8 +246,8 @@ def start(out: Path, ex: Extraction):
     """(zarr group to write into, blocks already written) in `out`: a killed run's blocks are kept (its
     progress record says which), else a new empty store; fails early when the disk is too small."""
     n, dim = ex.n, ex.pmap.input_dim
-    check_disk(out, n, dim, ex.x.dtype)
     done = read_progress(out, n, dim)
+    check_disk(out, n - ex.rows_in(done), dim, ex.x.dtype)  # a resumed build: only the rows still to do
     if done:
         import zarr
 

@@ -9,6 +9,7 @@ not, so a stale record is never returned for a deleted or corrupted output.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -22,7 +23,15 @@ RESULTS_DIR = ".prefect-results"
 
 
 def results_dir(store: str) -> Path:
-    return open_store(store).root / RESULTS_DIR  # this host's directory of the store (a URL store: its cache)
+    """Where Prefect keeps task results: in this host's directory of the store (a URL store: its cache),
+    or, when that is read-only (a run that only reads cached outputs), in a temporary directory."""
+    root = open_store(store).root
+    if not root.exists() or os.access(root, os.W_OK) or os.access(root / RESULTS_DIR, os.W_OK):
+        return root / RESULTS_DIR
+    import hashlib
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / f"gradiend-flow-results-{hashlib.sha256(str(root).encode()).hexdigest()[:16]}"
 
 
 @dataclass

@@ -14,6 +14,7 @@ from ..reports import extract_gradients as report
 from . import extract_shards, extract_shared
 from .common import placement, section
 from .declaration import Report, Share, Split, Stage, needs
+from .runner import is_disk_full
 
 
 def config_slice(cfg) -> dict:
@@ -32,8 +33,13 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
         done.add(r0)
         xg.write_progress(out, ex.n, ex.pmap.input_dim, done)
 
-    xg.extract_blocks(ex, group, [r0 for r0 in ex.blocks() if r0 not in done], record, progress,
-                   hash_root=out / "gradients.zarr")
+    try:
+        xg.extract_blocks(ex, group, [r0 for r0 in ex.blocks() if r0 not in done], record, progress,
+                          hash_root=out / "gradients.zarr")
+    except OSError as e:  # the staging dir is kept (a resumable stage): say what is kept, what the rest needs
+        if is_disk_full(e):
+            raise xg.disk_full(out, ex, done) from None
+        raise
     return xg.finish(out, ex)
 
 

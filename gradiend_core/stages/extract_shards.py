@@ -23,7 +23,7 @@ from .. import extraction as xg
 from ..errors import StoreError
 from ..store import Store
 from .common import contiguous_runs
-from .runner import key_for, stage_record
+from .runner import is_disk_full, key_for, stage_record
 
 BOOKKEEPING = (xg.PROGRESS, "progress-shard-*.json")  # in the staging area while building, never published
 
@@ -45,8 +45,8 @@ def prepare(store: Store, stage, conf: dict, inputs: dict, shards: int, progress
     with store.shared_staging(name, key) as area:
         ex = xg.setup(conf, inputs, area.path, progress)
         n, dim = ex.n, ex.pmap.input_dim
-        xg.check_disk(area.path, n, dim, ex.x.dtype)
         done = xg.read_progress(area.path, n, dim)  # blocks a killed run's shards finished
+        xg.check_disk(area.path, n - ex.rows_in(done), dim, ex.x.dtype)
         if not done:
             ex.create_store(area.path)
         xg.save_param_map(area.path, ex.pmap)
@@ -75,7 +75,12 @@ def shard(store: Store, conf: dict, inputs: dict, plan: dict, index: int, progre
             done.add(r0)
             xg.write_progress(out, ex.n, ex.pmap.input_dim, done, name)
 
-        xg.extract_blocks(ex, group, starts, record, progress)
+        try:
+            xg.extract_blocks(ex, group, starts, record, progress)
+        except OSError as e:  # a local store's area keeps the blocks written (a URL store's part uploads none)
+            if is_disk_full(e):
+                raise xg.disk_full(out, ex, set(plan["done"]) | done) from None
+            raise
     rows = sum(min(r0 + plan["batch_size"], plan["n_rows"]) - r0 for r0 in starts)
     return {"shard": index, "blocks": starts, "rows": rows, "seconds": round(time.perf_counter() - t0, 3)}
 

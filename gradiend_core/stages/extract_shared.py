@@ -18,6 +18,7 @@ A killed shared build resumes like a single one: each pair's staging dir keeps t
 from __future__ import annotations
 
 import contextlib
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,7 +26,9 @@ from pathlib import Path
 import torch
 
 from .. import extraction as xg
-from .runner import key_for, stage_record
+from ..errors import StoreError
+from ..io import human_bytes
+from .runner import is_disk_full, key_for, stage_record
 
 
 def signature(conf: dict) -> dict:
@@ -62,9 +65,15 @@ def _build(store, stage, todo: list[tuple[str, dict]], inputs: dict, progress) -
     outs = [store.staging(stage.name, key, resumable=True) for key, _ in todo]  # kept if this build dies
     parts = [xg.pruned_for(ex, conf, out, progress) for (_, conf), out in zip(todo, outs)]
     union, cols = union_map(ex.pmap, [xg.kept_dims(out) for out in outs])
-    xg.check_disk(outs[0], ex.n, sum(p.pmap.input_dim for p in parts), ex.x.dtype)
     started = [xg.start(out, p) for out, p in zip(outs, parts)]  # (zarr group, blocks done) each
-    rows = _extract(ex, union, parts, cols, outs, started, progress)
+    if remaining(parts, started) > shutil.disk_usage(outs[0]).free:
+        raise disk_error(outs[0], parts, started, "extraction needs")
+    try:
+        rows = _extract(ex, union, parts, cols, outs, started, progress)
+    except OSError as e:  # every staging dir is kept: the next run resumes each store from its blocks
+        if is_disk_full(e):
+            raise disk_error(outs[0], parts, started, "the disk filled up; the rest needs") from None
+        raise
     built = []
     for (key, conf), out, p in zip(todo, outs, parts):
         info = {**xg.finish(out, p), "shared_pass": {"outputs": len(todo), "union_dim": union.input_dim}}
@@ -73,6 +82,18 @@ def _build(store, stage, todo: list[tuple[str, dict]], inputs: dict, progress) -
         built.append(key)
     return {"built": built, "rows_computed": rows, "union_dim": union.input_dim,
             "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def remaining(parts, started) -> int:
+    """Bytes the stores' unwritten row blocks take at most."""
+    return sum(xg.bytes_needed(p.n - p.rows_in(done), p.pmap.input_dim, p.x.dtype) for p, (_, done) in zip(parts, started))
+
+
+def disk_error(out: Path, parts, started, what: str) -> StoreError:
+    kept = sum(p.rows_in(done) for p, (_, done) in zip(parts, started))
+    return StoreError(f"suite extraction of {len(parts)} pairs: {what} up to {human_bytes(remaining(parts, started))} "
+                      f"more but {human_bytes(shutil.disk_usage(out).free)} are free at {out.parent} ({kept} rows of "
+                      f"the {len(parts)} stores are kept); free disk or pair fewer classes, then run again: it resumes")
 
 
 def _extract(ex, union, parts, cols, outs: list[Path], started, progress) -> int:

@@ -1,13 +1,17 @@
 """Run one stage against the artifact store: reuse a valid output or build and publish a new one."""
 from __future__ import annotations
 
+import errno
 import logging
 import platform
 import shutil
 import time
+from pathlib import Path
 from typing import Callable
 
 from ..allocator import release_freed_memory, reuse_freed_memory
+from ..errors import StoreError
+from ..io import human_bytes
 from ..store import Store, stage_key
 
 log = logging.getLogger("gradiend_core.stages")
@@ -70,14 +74,31 @@ def run_stage(store: Store, stage: str, version: str, conf: dict, inputs: dict[s
         t0 = time.perf_counter()
         try:
             info = build(staging, conf, inputs, progress or (lambda f, msg="": None), paths or {})
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
+        except BaseException as e:
+            if not resumable:  # a resumable build's staging dir holds the finished work the next run resumes
+                shutil.rmtree(staging, ignore_errors=True)
+            if is_disk_full(e):
+                raise StoreError(f"no space left on the device of {store.location} while building {stage}/{key} "
+                                 f"({free_space(staging)} free); free disk space and run again"
+                                 + (" (it resumes from the work kept)" if resumable else "")) from None
             raise
         finally:
             release_freed_memory()  # the next stage's peak should not carry this one's free heap
         m = store.publish(stage, key, staging, stage_record(version, conf, inputs, time.perf_counter() - t0, info))
         m["cached"] = False
         return m
+
+
+def is_disk_full(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def free_space(path) -> str:
+    """Free space on the file system of `path` (or its nearest existing parent), for people."""
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return human_bytes(shutil.disk_usage(p).free)
 
 
 def run_report(store: LocalStore, decl, manifest: dict) -> dict | None:

@@ -74,7 +74,24 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def check_writable(self) -> None:
-        """Raise StoreError, before any work, when outputs could not be built or published here."""
+        """Raise StoreError, before any work, when outputs could not be built or published here, or
+        when the location is not a store and cannot become one (a file, a directory of other files);
+        else make it a store: write its marker (marker.py) unless it has one."""
+
+    @abc.abstractmethod
+    def state(self) -> str:
+        """What the location is (marker.py): STORE (marker), LEGACY (a store made before markers),
+        NEW (missing or empty: `check_writable` makes it a store), MISSING, NOT_A_DIR or FOREIGN.
+        Reads only."""
+
+    def check_store(self) -> None:
+        """StoreError (one line, nothing changed) unless the location is a store: what gc, verify,
+        status and show call before reading or deleting anything."""
+        from .marker import LEGACY, STORE, refusal
+
+        state = self.state()
+        if state not in (STORE, LEGACY):
+            raise StoreError(refusal(self.location, state))
 
     # ---- reading (never writes the published outputs) -------------------------------------------
     @abc.abstractmethod
@@ -151,7 +168,8 @@ class Store(abc.ABC):
 
         resumable: the newest dead run's staging dir is adopted (renamed to the new one, its files
         kept, so the build can skip the work it finds recorded there). Every other dead run's dir is
-        deleted; without resumable the new dir is empty. On a failed build the caller deletes it."""
+        deleted; without resumable the new dir is empty. On a failed build the caller deletes it, unless
+        the build is resumable: then it is kept for the next run to adopt (gc lists it as a leftover)."""
 
     @abc.abstractmethod
     def publish(self, stage: str, key: str, staging: Path, record: dict) -> dict:
@@ -219,9 +237,13 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def remove_leftover(self, item: str) -> None:
-        """Delete one entry of `leftovers()` (a missing one is no error)."""
+        """Delete one entry of `leftovers()` (a missing one is no error). StoreError when a running
+        build of its key holds the key's lock (nothing deleted), OSError when something could not be
+        deleted (what could be is gone)."""
 
     @abc.abstractmethod
     def remove(self, stage: str, key: str) -> None:
         """Delete an output: unpublish it first (the manifest goes first, so no reader trusts a
-        half-deleted output), then its files, in the store and on this host."""
+        half-deleted output), then its files, in the store and on this host. StoreError when a
+        running build holds the key's lock (nothing deleted), OSError when something could not be
+        deleted."""

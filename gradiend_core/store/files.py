@@ -3,6 +3,7 @@ the manifest's on-disk form."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -57,16 +58,56 @@ def read_manifest(path: Path) -> dict | None:
 
 
 @contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path, wait: bool = True) -> Iterator[bool]:
     """An fcntl lock: exclusive between processes and between threads (each opens its own descriptor);
-    the kernel drops it when its process dies."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    the kernel drops it when its process dies. Yields True once held; with wait=False, yields False at
+    once when another holder has it.
+
+    On a read-only store (nothing can be built there, so there is nothing to exclude) the lock file
+    is opened read-only if it exists (flock works on it), else no lock is taken."""
+    f = _open_lock(path)
+    if f is None:
+        yield True
+        return
+    with f:
         try:
-            yield
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _open_lock(path: Path):
+    """The lock file, opened for flock; None on a read-only file system where it does not exist."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "a+")
+    except OSError as e:
+        if e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+    try:
+        return open(path)
+    except OSError:
+        return None
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a directory tree (a missing one is no error); OSError naming the first path that could
+    not be deleted, after deleting everything else that could be."""
+    failed: list[OSError] = []
+
+    def note(fn, p, exc) -> None:
+        err = exc[1] if isinstance(exc, tuple) else exc
+        if not isinstance(err, FileNotFoundError):
+            failed.append(err)
+
+    shutil.rmtree(path, onerror=note)
+    if failed:
+        raise failed[0]
 
 
 def replace_dir(staging: Path, final: Path) -> Path:

@@ -20,7 +20,11 @@ from typing import Iterator, Sequence
 from ..errors import StoreError
 from ..io import sha256_file
 from .contract import MANIFEST, SharedStaging, Store, check_part
-from .files import file_entries, file_lock, fingerprint_of, matches, read_manifest, replace_dir, write_manifest
+from ..io import atomic_write_bytes
+from .files import (file_entries, file_lock, fingerprint_of, matches, read_manifest, remove_tree, replace_dir,
+                    write_manifest)
+from .marker import (FOREIGN, LEGACY, LOCK_RE, MARKER, MISSING, NEW, NOT_A_DIR, STORE, claim_refusal, is_key,
+                     marker_bytes, names_itself)
 
 log = logging.getLogger("gradiend_core.store")
 
@@ -50,6 +54,19 @@ class LocalStore(Store):
         return str(self.path(stage, key))
 
     def check_writable(self) -> None:
+        state = self.state()
+        if state in (NOT_A_DIR, FOREIGN):
+            raise StoreError(claim_refusal(str(self.root), state))
+        self.probe_writable()
+        if state != STORE:  # a new store, or one made before markers: mark it (atomic)
+            try:
+                atomic_write_bytes(self.root / MARKER, marker_bytes())
+            except OSError as e:
+                raise StoreError(f"store {self.root} is not writable ({e.strerror}); "
+                                 f"pass --store with a writable directory") from None
+
+    def probe_writable(self) -> None:
+        """StoreError unless the directory exists (it is created) and a file can be written in it."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             probe = self.root / f".write-probe-{uuid.uuid4().hex}"
@@ -58,6 +75,30 @@ class LocalStore(Store):
         except OSError as e:
             raise StoreError(f"store {self.root} is not writable ({e.strerror}); "
                              f"pass --store with a writable directory") from None
+
+    def state(self) -> str:
+        root = self.root
+        if not root.exists():
+            return MISSING
+        if not root.is_dir():
+            return NOT_A_DIR
+        if (root / MARKER).is_file():
+            return STORE
+        if not any(root.iterdir()):
+            return NEW
+        return LEGACY if self._has_layout() else FOREIGN
+
+    def _has_layout(self) -> bool:
+        """A published output that names its own place, or a build's lock file (marker.py)."""
+        locks = self.root / ".locks"
+        if locks.is_dir() and any(LOCK_RE.fullmatch(p.name) for p in locks.iterdir()):
+            return True
+        for sd in self.root.iterdir():
+            if sd.is_dir() and not sd.name.startswith("."):
+                for kd in sd.iterdir():
+                    if is_key(kd.name) and names_itself(read_manifest(kd / MANIFEST), sd.name, kd.name):
+                        return True
+        return False
 
     # ---- reading --------------------------------------------------------------------------------
     def manifest(self, stage: str, key: str) -> dict | None:
@@ -117,8 +158,8 @@ class LocalStore(Store):
         return manifest  # the files are already on this host
 
     # ---- building one output --------------------------------------------------------------------
-    def lock(self, stage: str, key: str):
-        return file_lock(self.root / ".locks" / f"{stage}-{key}.lock")
+    def lock(self, stage: str, key: str, wait: bool = True):
+        return file_lock(self.root / ".locks" / f"{stage}-{key}.lock", wait)
 
     def staging(self, stage: str, key: str, resumable: bool = False) -> Path:
         fresh = self.root / stage / f"{STAGING}{key}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -182,21 +223,41 @@ class LocalStore(Store):
 
     # ---- listing and cleanup --------------------------------------------------------------------
     def outputs(self) -> Iterator[tuple[str, str]]:
-        if not self.root.exists():
+        if not self.root.is_dir():
             return
         for sd in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            for kd in sorted(p for p in sd.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            for kd in sorted(p for p in sd.iterdir() if p.is_dir() and is_key(p.name)):
                 yield sd.name, kd.name
 
     def leftovers(self) -> list[str]:
-        if not self.root.exists():
+        if not self.root.is_dir():
             return []
         return sorted(str(p) for sd in self.root.iterdir() if sd.is_dir() and not sd.name.startswith(".")
                       for p in sd.iterdir() if p.name.startswith((STAGING, SCRATCH, TRASH)))
 
     def remove_leftover(self, item: str) -> None:
-        shutil.rmtree(item, ignore_errors=True)
+        p = Path(item)
+        key = p.name.split("-", 2)[1] if p.name.count("-") >= 2 else ""  # .staging-<key>-..., .shard-<key>-...
+        with self.unused(p.parent.name, key, p):
+            remove_tree(p)
 
     def remove(self, stage: str, key: str) -> None:
+        with self.unused(stage, key, self.path(stage, key)):
+            self.drop(stage, key)
+
+    def drop(self, stage: str, key: str) -> None:
+        """`remove` without the lock check (the caller holds `unused`)."""
         (self.path(stage, key) / MANIFEST).unlink(missing_ok=True)  # unpublished before half deleted
-        shutil.rmtree(self.path(stage, key), ignore_errors=True)
+        remove_tree(self.path(stage, key))
+
+    @contextlib.contextmanager
+    def unused(self, stage: str, key: str, what) -> Iterator[None]:
+        """Held while deleting `what`: the key's lock, unless a running build holds it (StoreError)."""
+        if not is_key(key):
+            yield
+            return
+        with self.lock(stage, key, wait=False) as held:
+            if not held:
+                raise StoreError(f"{what} is in use by a running build of {stage}/{key}; "
+                                 f"run gc again when it has finished")
+            yield

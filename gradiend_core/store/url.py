@@ -36,6 +36,7 @@ from ..io import atomic_write_json, read_json, sha256_file
 from .contract import MANIFEST, SharedStaging, Store, check_part
 from .files import file_entries, file_lock, fingerprint_of, local_files, matches, replace_dir, write_manifest
 from .local import STAGING, LocalStore
+from .marker import FOREIGN, MARKER, MISSING, NEW, NOT_A_DIR, STORE, claim_refusal, is_key, marker_bytes, names_itself
 
 ENV_CACHE = "GRADIEND_FLOW_CACHE"
 DEFAULT_CACHE = "~/.cache/gradiend-flow"
@@ -106,8 +107,11 @@ class UrlStore(Store):
         return f"{self.base}/{stage}/{key}" + (f"/{rel}" if rel else "")
 
     def check_writable(self) -> None:
+        state = self.state()
+        if state in (NOT_A_DIR, FOREIGN):
+            raise StoreError(claim_refusal(self.url, state))
         try:
-            self.cache.check_writable()  # where stages build
+            self.cache.probe_writable()  # where stages build
         except StoreError:
             raise StoreError(f"the local cache {self.root} of store {self.url} is not writable; pass --cache "
                              f"(or set {ENV_CACHE}) with a writable directory") from None
@@ -119,6 +123,24 @@ class UrlStore(Store):
         except Exception as e:  # backends raise their own types (PermissionError, ClientError, ...)
             raise StoreError(f"store {self.url} is not writable ({type(e).__name__}: {e}); check the "
                              f"credentials and permissions, or pass another --store") from None
+        if state != STORE:  # a new store, or one made before markers: mark it (one whole object)
+            self._put(marker_bytes(), f"{self.base}/{MARKER}")
+
+    def state(self) -> str:
+        try:
+            info = self.fs.info(self.base)
+        except FileNotFoundError:
+            return MISSING
+        if info.get("type") != "directory":
+            return NOT_A_DIR
+        if self.fs.exists(f"{self.base}/{MARKER}"):
+            return STORE
+        if not self.fs.ls(self.base, detail=False):
+            return NEW
+        legacy = any(names_itself(self.manifest(stage, key), stage, key)
+                     for stage in self._dirs(self.base) if not stage.startswith(".")
+                     for key in self._dirs(f"{self.base}/{stage}") if is_key(key))
+        return LEGACY if legacy else FOREIGN
 
     # ---- reading --------------------------------------------------------------------------------
     def manifest(self, stage: str, key: str) -> dict | None:
@@ -396,7 +418,7 @@ class UrlStore(Store):
         for stage in self._dirs(self.base):
             if not stage.startswith("."):
                 for key in self._dirs(f"{self.base}/{stage}"):
-                    if not key.startswith("."):
+                    if is_key(key):
                         yield stage, key
 
     def leftovers(self) -> list[str]:
@@ -414,12 +436,13 @@ class UrlStore(Store):
 
     def remove(self, stage: str, key: str) -> None:
         final = self._rpath(stage, key)
-        with contextlib.suppress(FileNotFoundError):
-            self.fs.rm_file(f"{final}/{MANIFEST}")  # unpublish first: no reader trusts a half-deleted output
-        with contextlib.suppress(FileNotFoundError):
-            self.fs.rm(final, recursive=True)
-        self._state_path(stage, key).unlink(missing_ok=True)
-        self.cache.remove(stage, key)
+        with self.cache.unused(stage, key, self.where(stage, key)):  # (builds on this host only)
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm_file(f"{final}/{MANIFEST}")  # unpublish first: no reader trusts a half-deleted output
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm(final, recursive=True)
+            self._state_path(stage, key).unlink(missing_ok=True)
+            self.cache.drop(stage, key)
 
 
 def _renames_atomically(fs) -> bool:
