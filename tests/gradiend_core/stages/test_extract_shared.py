@@ -1,6 +1,7 @@
 """A suite's extractions in one pass (stages/extract_shared.py): the union of the pairs' kept dims and
-each store's columns in it; a build killed after some row blocks resumes from each store's recorded
+each store's columns in it; a build stopped by a full disk after some row blocks says what it kept, resumes from each store's recorded
 blocks and ends byte-identical to an uninterrupted one; a store already built is left alone."""
+import errno
 import hashlib
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import torch
 import yaml
 
 from gradiend_core import extraction as xg
+from gradiend_core.errors import StoreError
 from gradiend_core.experiment import load_experiment
 from gradiend_core.param_map import ParamMap, ParamSpec
 from gradiend_core.stages.extract_shared import signature, union_map
@@ -75,12 +77,12 @@ def test_a_killed_pass_resumes_each_store_and_ends_byte_identical(stage_model_di
 
     def dies_after_two_blocks(*args, **kw):
         if len(calls) == 2 * 3:  # two row blocks of the three stores
-            raise OSError("killed")
+            raise OSError(errno.ENOSPC, "No space left on device")
         calls.append(args[1])
         return write(*args, **kw)
 
     monkeypatch.setattr(xg, "write_block", dies_after_two_blocks)
-    with pytest.raises(OSError, match="killed"):
+    with pytest.raises(StoreError, match=r"the disk filled up; .* \(24 rows of the 3 stores are kept\)"):
         run_shared(killed, members, inputs)
     monkeypatch.setattr(xg, "write_block", write)
     again = run_shared(killed, members, inputs)
