@@ -11,7 +11,8 @@ then builds every pair's extract-gradients output twice in the same store, side 
 - `one_by_one`: the outputs removed, then each pair's step run alone (what a suite without sharing, or
   each pair as a single run, costs).
 
-Reports the wall time of each and their ratio, the rows whose gradients were computed, the stored and
+Reports the wall time of each and their ratio (and where the one pass spent its time: loading and every
+pair's pre-pruning, computing gradients, scaling them per store, writing them on a thread, waiting for it), the rows whose gradients were computed, the stored and
 union dims and the disk the stores take, and whether both ways wrote the same bytes (they must: same keys).
 `--smoke`: a tiny model, three classes, three pairs.
 """
@@ -82,7 +83,8 @@ def measure(args, work: Path) -> dict:
     n = infos[members[0].id]["n_rows"]
     return {"pairs": len(members), "rows": n, "setup_seconds": round(setup, 2),
             "shared": {"seconds": round(shared_s, 2), "rows_computed": record["rows_computed"],
-                       "union_dim": record["union_dim"], "disk_bytes": sum(shared_bytes.values())},
+                       "union_dim": record["union_dim"], "disk_bytes": sum(shared_bytes.values()),
+                       "parts_seconds": record["parts_seconds"]},
             "one_by_one": {"seconds": round(sum(one.values()), 2), "rows_computed": n * len(members), "per_pair": one},
             "speedup": round(sum(one.values()) / shared_s, 2),
             "dims": {"per_pair": {pid: i["dim"] for pid, i in infos.items()},

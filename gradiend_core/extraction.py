@@ -362,12 +362,17 @@ def extract_block(extractor, block: pd.DataFrame, micro: int, dim: int, dtype: s
     return extract_block_into(extractor, block, micro, [(None, dim)], dtype)[0]
 
 
-def extract_block_into(extractor, block: pd.DataFrame, micro: int, targets: list, dtype: str) -> list:
+def extract_block_into(extractor, block: pd.DataFrame, micro: int, targets: list, dtype: str,
+                       seconds: dict | None = None) -> list:
     """One block's gradients computed once and stored for every target: `targets` lists (cols, P_t), the
     extractor's columns a store keeps (a sorted index tensor, None: all of them) and how many. Returns,
     per target, the (g_f, g_a) pairs of `extract_block`. A column's value does not depend on which
     other columns the extractor computes (per-example products are formed whole, then gathered), so a
-    target's rows are byte-identical to an extraction of its columns alone."""
+    target's rows are byte-identical to an extraction of its columns alone. `seconds` (optional) adds the
+    time spent computing gradients ("gradients") and scaling and casting them ("quantize")."""
+    import time
+
+    seconds = {} if seconds is None else seconds
     np_dtype = {"float16": np.float16, "bfloat16": np.uint16, "float32": np.float32}[dtype]
     n, out = len(block), []
     for _, dim in targets:
@@ -376,9 +381,15 @@ def extract_block_into(extractor, block: pd.DataFrame, micro: int, targets: list
                          for _ in range(2)))  # (factual, alternative) x (data (n, P_t), scales)
 
     def keep(kind: int, rows, g: torch.Tensor) -> None:  # g (r, P) -> every target's columns
+        t0 = time.perf_counter()
+        seconds["gradients"] = seconds.get("gradients", 0.0) + t0 - clock[0]
         for (cols, _), t in zip(targets, out):
             data, scale = t[kind]
             data[rows], scale[rows] = quantize(g if cols is None else g.index_select(1, cols), dtype)
+        clock[0] = time.perf_counter()
+        seconds["quantize"] = seconds.get("quantize", 0.0) + clock[0] - t0
+
+    clock = [time.perf_counter()]  # when the gradients being computed now started
 
     for i in range(0, n, micro):
         mb = block.iloc[i:i + micro]

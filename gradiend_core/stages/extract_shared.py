@@ -69,7 +69,8 @@ def _build(store, stage, todo: list[tuple[str, dict]], inputs: dict, progress) -
     if remaining(parts, started) > shutil.disk_usage(outs[0]).free:
         raise disk_error(outs[0], parts, started, "extraction needs")
     try:
-        rows = _extract(ex, union, parts, cols, outs, started, progress)
+        setup = time.perf_counter() - t0  # the model, the rows and every pair's pre-pruning
+        rows, seconds = _extract(ex, union, parts, cols, outs, started, progress)
     except OSError as e:  # every staging dir is kept: the next run resumes each store from its blocks
         if is_disk_full(e):
             raise disk_error(outs[0], parts, started, "the disk filled up; the rest needs") from None
@@ -81,7 +82,7 @@ def _build(store, stage, todo: list[tuple[str, dict]], inputs: dict, progress) -
         store.publish(stage.name, key, out, record)
         built.append(key)
     return {"built": built, "rows_computed": rows, "union_dim": union.input_dim,
-            "seconds": round(time.perf_counter() - t0, 3)}
+            "seconds": round(time.perf_counter() - t0, 3), "parts_seconds": {k: round(v, 2) for k, v in {"setup_and_pre_prune": setup, **seconds}.items()}}
 
 
 def remaining(parts, started) -> int:
@@ -96,9 +97,11 @@ def disk_error(out: Path, parts, started, what: str) -> StoreError:
                       f"the {len(parts)} stores are kept); free disk or pair fewer classes, then run again: it resumes")
 
 
-def _extract(ex, union, parts, cols, outs: list[Path], started, progress) -> int:
+def _extract(ex, union, parts, cols, outs: list[Path], started, progress) -> tuple[int, dict]:
     """Every row block some store still lacks, computed once and written to each store lacking it
-    (the write of block k overlaps the computing of block k+1); returns the rows computed."""
+    (the write of block k overlaps the computing of block k+1); returns the rows computed and the
+    seconds spent computing gradients, scaling them per store, writing them (a thread) and waiting
+    for the writer."""
     from ..gradients import GradientExtractor
 
     extractor = GradientExtractor(ex.base, union)
@@ -106,25 +109,30 @@ def _extract(ex, union, parts, cols, outs: list[Path], started, progress) -> int
     todo = [(r0, need) for r0, need in todo if need]
     total, finished = sum(len(ex.rows.iloc[r0:r0 + ex.x.batch_size]) for r0, _ in todo), 0
     hashed = [set() for _ in outs]
+    seconds = {"gradients": 0.0, "quantize": 0.0, "write": 0.0, "wait_for_writer": 0.0}
 
     def write(r0: int, need: list[int], blocks: list) -> None:
+        t0 = time.perf_counter()
         for i, (g_f, g_a) in zip(need, blocks):
             xg.write_block(started[i][0], r0, g_f, g_a, outs[i] / "gradients.zarr", hashed[i])
             started[i][1].add(r0)
             xg.write_progress(outs[i], ex.n, parts[i].pmap.input_dim, started[i][1])
+        seconds["write"] += time.perf_counter() - t0
 
     with ThreadPoolExecutor(max_workers=1) as writer:
         pending = None
         for r0, need in todo:
             block = ex.rows.iloc[r0:r0 + ex.x.batch_size]
             targets = [(cols[i], parts[i].pmap.input_dim) for i in need]
-            blocks = xg.extract_block_into(extractor, block, ex.x.micro_batch_size, targets, ex.x.dtype)
+            blocks = xg.extract_block_into(extractor, block, ex.x.micro_batch_size, targets, ex.x.dtype, seconds)
+            t0 = time.perf_counter()
             if pending is not None:
                 pending.result()
+            seconds["wait_for_writer"] += time.perf_counter() - t0
             pending = writer.submit(write, r0, need, blocks)
             finished += len(block)
             progress(finished / max(total, 1), f"extracted {finished}/{total} rows once for {len(outs)} pairs "
                                                f"({union.input_dim} dims)")
         if pending is not None:
             pending.result()
-    return finished
+    return finished, seconds
