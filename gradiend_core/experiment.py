@@ -362,8 +362,9 @@ def read_yaml(path: str | Path) -> dict:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"experiment file '{path}' is not valid YAML{where}: "
                           f"{getattr(e, 'problem', e)}; fix the syntax") from None
-    if data is None:
-        return {}
+    if data is None:  # empty, or comments only: running the embedded default instead would be a surprise
+        raise ConfigError(f"experiment file '{path}' is empty (no settings); fill in the sections to change "
+                          f"(see examples/pronoun_number.yaml), or omit the file to run the embedded default")
     if not isinstance(data, dict):
         raise ConfigError(f"experiment file '{path}' must hold a mapping of sections, got {type(data).__name__}")
     return data

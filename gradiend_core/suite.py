@@ -15,6 +15,7 @@ from itertools import combinations
 
 from .compare.measures import MEASURES, OVERLAP_VALUES
 from .compare.results import CompareConfig
+from .config_checks import fraction_or_count
 from .config_loader import from_dict, suggest, to_dict
 from .errors import ConfigError
 from .model import PARTS
@@ -44,6 +45,8 @@ class CompareSection:
                     raise ConfigError(f"{key}: '{v}' is not one of {', '.join(allowed)}{suggest(v, allowed)}")
         if not self.measures:
             raise ConfigError("measures is empty; list at least one, e.g. [cosine, topk_overlap]")
+        fraction_or_count("suite.compare", "topk", self.topk)
+        fraction_or_count("suite.compare", "similarity_topk", self.similarity_topk)
 
     def config(self) -> CompareConfig:
         return CompareConfig(measures=tuple(self.measures), topk=self.topk, similarity_topk=self.similarity_topk,
