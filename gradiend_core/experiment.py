@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
-from .config_checks import fraction_or_count, positive
+from .config_checks import fraction_or_count, positive, seed
 from .config_loader import from_dict, suggest, to_dict
 from .data.corpus import class_map, merged_classes
 from .data.creation import DataConfig
@@ -274,6 +274,18 @@ class ExperimentConfig:
         if self.suite is not None:
             self._validate_suite()
         self.pair()  # train.pair names two of the data's classes
+        self._validate_across()
+
+    def _validate_across(self) -> None:
+        """Settings that are each valid but do not fit together, or fail only in a late stage."""
+        for where, v in (("data.seed", self.data.seed), ("pre_prune.seed", self.pre_prune.seed),
+                         ("decoder_grid.seed", self.decoder_grid.seed), ("model.head.seed", self.model.head.seed)):
+            seed(where, v)
+        seed("train.seed", self.train.seed, count=self.train.max_seeds)
+        if self.select.min_convergent_seeds > self.train.max_seeds:
+            raise ConfigError(f"select.min_convergent_seeds ({self.select.min_convergent_seeds}) is more than "
+                              f"train.max_seeds ({self.train.max_seeds}), so it can never be reached; raise "
+                              f"train.max_seeds or lower select.min_convergent_seeds")
 
     def _validate_suite(self) -> None:
         if self.train.pair is not None:

@@ -40,9 +40,11 @@ class CompareSection:
     def validate(self) -> None:
         for key, values, allowed in (("measures", self.measures, MEASURES), ("group_by", self.group_by, GROUP_BY),
                                      ("topk_parts", self.topk_parts, PARTS), ("value", [self.value], OVERLAP_VALUES)):
-            for v in values:
+            for i, v in enumerate(values):
                 if v not in allowed:
                     raise ConfigError(f"{key}: '{v}' is not one of {', '.join(allowed)}{suggest(v, allowed)}")
+                if v in values[:i]:
+                    raise ConfigError(f"{key} lists '{v}' twice; list each once")
         if not self.measures:
             raise ConfigError("measures is empty; list at least one, e.g. [cosine, topk_overlap]")
         fraction_or_count("suite.compare", "topk", self.topk)
