@@ -55,14 +55,15 @@ def preflight(cfg: ExperimentConfig, store: str | Path):
     s.check_writable()
     singles = [(cfg, steps)] if cfg.suite is None else [(c, pair_plan(c)) for c in pair_configs(cfg).values()]
     base: dict = {}  # the base model, loaded once for every pair of a suite
+    grid = cfg.suite is None or cfg.suite.rewrite  # the decoder grid and the rewrites run
     for one, one_steps in singles:
-        if cfg.suite is None or cfg.suite.rewrite:
+        if grid:
             _check_target_class(one)
         extracted = s.status("extract-gradients", one_steps["extract-gradients"].key) == "cached"
         model = None if extracted else _check_model(one, base)
         # the data, from create-data's manifest when cached: what evaluation and training need of it is
         # checked even when extraction is cached (a later section's change must not fail after training)
-        n_rows = check_data(one, s, one_steps)
+        n_rows = check_data(one, s, one_steps, grid)
         if not extracted:
             _check_extraction(one, s, model, n_rows)
     return steps

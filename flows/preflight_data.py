@@ -12,16 +12,16 @@ import sys
 from gradiend_core.errors import ConfigError
 
 
-def check_data(cfg, store, steps) -> int:
+def check_data(cfg, store, steps, grid: bool = True) -> int:
     """create-data's row count; raises ConfigError (one line, naming the fix) on data the run cannot use,
-    and prints a warning line for each target word no sentence holds."""
+    and prints a warning line for each target word no sentence holds. `grid`: the decoder grid runs."""
     data = steps["create-data"]
     m = store.manifest(data.stage, data.key) if store.status(data.stage, data.key) == "cached" else None
     summary = m["info"]["summary"] if m is not None else _dry_run(cfg)
     pair = cfg.pair()
     _check_eval_split(cfg, summary, pair)
     _check_batches(cfg, summary, pair)
-    if "decoder-grid" in steps and summary.get("neutral", 1) == 0:
+    if grid and summary.get("neutral", 1) == 0:
         raise ConfigError(f"no neutral text is left for the decoder grid's LMS (data.neutral_max: {cfg.data.neutral_max}; "
                           f"texts holding a target word or a data.neutral_exclude word are dropped); set "
                           f"data.neutral_max >= 1 (or null: all) or give data.neutral_corpus texts without them")
@@ -68,7 +68,8 @@ def _check_eval_split(cfg, summary: dict, pair) -> None:
 
 
 def _check_batches(cfg, summary: dict, pair) -> None:
-    """Training draws full base batches of one class's train rows: each class of the pair needs one."""
+    """Training draws full base batches of one class's train rows: each class of the pair needs one. (A
+    class's train rows include its rows towards classes outside the pair: necessary, exact for two classes.)"""
     bbs = cfg.train.base_batch_size
     for cls in pair:
         n = summary["class_splits"].get(cls, {}).get("train", 0)

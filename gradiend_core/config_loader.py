@@ -118,8 +118,14 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
         kt, vt = typing.get_args(tp) or (Any, Any)
         return {coerce(str(k) if kt is str else k, kt, where): coerce(v, vt, f"{where}.{k}")
                 for k, v in value.items()}
-    if tp is bool:
-        if isinstance(value, bool):
+    if tp in (bool, int, float, str):
+        return _coerce_scalar(value, tp, where, fail)
+    return value
+
+
+def _coerce_scalar(value: Any, tp: type, where: str, fail: ConfigError) -> Any:
+    if tp is bool or tp is str:
+        if isinstance(value, tp):
             return value
         raise fail
     if tp is int:
@@ -128,19 +134,13 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, float) and value.is_integer():
             return int(value)
         raise fail
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
-            number = float(value)  # YAML 1.1 reads `1e-4` (no dot) as a string
-            _check_finite(number, where)  # `1e999`
-            return number
-        raise fail
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise fail
-    return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):  # float
+        return float(value)
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        number = float(value)  # YAML 1.1 reads `1e-4` (no dot) as a string
+        _check_finite(number, where)  # `1e999`
+        return number
+    raise fail
 
 
 def _check_finite(value: Any, where: str) -> None:
