@@ -286,6 +286,25 @@ class ExperimentConfig:
             raise ConfigError(f"select.min_convergent_seeds ({self.select.min_convergent_seeds}) is more than "
                               f"train.max_seeds ({self.train.max_seeds}), so it can never be reached; raise "
                               f"train.max_seeds or lower select.min_convergent_seeds")
+        if self.decoder_grid.feature_factors is not None and self.suite is None:
+            self._validate_grid_factors()
+
+    def _validate_grid_factors(self) -> None:
+        """Each rewrite request is selected among the grid cells of the feature factor that moves the model
+        its way (+-1: the GRADIEND's direction of the class, negated for train.source other than alternative,
+        as Gradiend.feature_factor): an explicit list without it leaves no cell, and the base model would be
+        saved as the rewrite."""
+        a, b = self.pair()
+        sign = 1.0 if self.train.source == "alternative" else -1.0
+        factor = {a: sign, b: -sign}  # the factor that strengthens each class of the pair
+        given = {float(f) for f in self.decoder_grid.feature_factors}
+        for r in self.rewrite.requests([a, b]):
+            moving = r["class"] if r["direction"] == "strengthen" else (b if r["class"] == a else a)
+            if factor[moving] not in given:
+                raise ConfigError(f"decoder_grid.feature_factors {self.decoder_grid.feature_factors} has no cell of "
+                                  f"feature factor {factor[moving]:g}, the one that can {r['direction']} {r['class']} "
+                                  f"(train.source {self.train.source}), so its rewrite would be the base model; add "
+                                  f"{factor[moving]:g}, or set feature_factors: null")
 
     def _validate_suite(self) -> None:
         if self.train.pair is not None:

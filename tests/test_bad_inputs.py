@@ -172,6 +172,8 @@ CASES = {
     "grid-learning-rate-negative": (None, ["decoder_grid.learning_rates=[-0.1]"], "learning_rates holds -0.1"),
     "grid-learning-rate-twice": (None, ["decoder_grid.learning_rates=[0.1, 0.1]"], "lists 0.1 twice"),
     "min-convergent-unreachable": (None, ["select.min_convergent_seeds=3"], "so it can never be reached"),
+    "grid-without-the-requests-factor": (None, ["decoder_grid.feature_factors=[2]"],
+                                         "has no cell of feature factor 1, the one that can strengthen 3SG"),
     "compare-topk-zero": (None, ["suite.compare.topk=0"], "suite.compare.topk: a count must be >= 1"),
     "compare-measure-twice": (None, ["suite.compare.measures=[cosine, cosine]"], "lists 'cosine' twice"),
     "experiment-file-empty": (lambda e: yaml_file(e, "empty.yaml", ""), [], "is empty (no settings)"),
@@ -192,7 +194,8 @@ CASES = {
 BEFORE_THE_STORE = {"topk-count-zero", "post-prune-count-zero", "learning-rate-infinite", "learning-rate-inf-as-text",
                     "learning-rate-overflows", "feature-factor-nan", "head-lr-infinite", "seed-negative",
                     "seeds-past-the-range", "grid-learning-rate-zero", "grid-learning-rate-negative",
-                    "grid-learning-rate-twice", "min-convergent-unreachable", "compare-topk-zero",
+                    "grid-learning-rate-twice", "min-convergent-unreachable", "grid-without-the-requests-factor",
+                    "compare-topk-zero",
                     "compare-measure-twice", "experiment-file-empty", "experiment-file-comments-only",
                     "dask-address-silent", "ray-address-silent", "runner-address-malformed", "model-missing",
                     "corpus-missing"}
