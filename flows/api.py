@@ -47,17 +47,25 @@ def preflight(cfg: ExperimentConfig, store: str | Path):
     from gradiend_core.stages.plan import pair_plan, plan
     from gradiend_core.suite import pair_configs
 
+    from .preflight_data import check_data
+
     check_config(cfg)  # the devices are on this host and model.dtype runs there
+    steps = plan(cfg)  # the config slices: a missing model or data file fails here, before the store is opened
     s = open_store(store)
-    steps = plan(cfg)
     _check_writable(s, steps)
     singles = [(cfg, steps)] if cfg.suite is None else [(c, pair_plan(c)) for c in pair_configs(cfg).values()]
     base: dict = {}  # the base model, loaded once for every pair of a suite
+    grid = cfg.suite is None or cfg.suite.rewrite  # the decoder grid and the rewrites run
     for one, one_steps in singles:
-        if cfg.suite is None or cfg.suite.rewrite:
+        if grid:
             _check_target_class(one)
-        if s.status("extract-gradients", one_steps["extract-gradients"].key) != "cached":
-            _check_inputs(one, s, one_steps, base)
+        extracted = s.status("extract-gradients", one_steps["extract-gradients"].key) == "cached"
+        model = None if extracted else _check_model(one, base)
+        # the data, from create-data's manifest when cached: what evaluation and training need of it is
+        # checked even when extraction is cached (a later section's change must not fail after training)
+        n_rows = check_data(one, s, one_steps, grid)
+        if not extracted:
+            _check_extraction(one, s, one_steps, model, n_rows)
     return steps
 
 
@@ -84,24 +92,30 @@ def _check_target_class(cfg: ExperimentConfig) -> None:
     cfg.rewrite.requests(list(cfg.pair()))  # ConfigError naming the unknown class
 
 
-def _check_inputs(cfg: ExperimentConfig, store: Store, steps, base: dict) -> None:
-    """Cheap dry runs of what prepare-model, create-data and extract-gradients would fail on, so a bad
-    model, bad data or a full disk is reported before minutes of work and with the store unchanged.
-    `base`: the base models loaded so far, by model section (a suite's pairs share one)."""
+def _check_model(cfg: ExperimentConfig, base: dict):
+    """A cheap dry run of what prepare-model would fail on (the model loads, every target word encodes),
+    so a bad model is reported before minutes of work and with the store unchanged. `base`: the base
+    models loaded so far, by model section (a suite's pairs share one). Returns the loaded model."""
     from gradiend_core.lm import load_base_model
-    from gradiend_core.param_map import select_parameters
-    from gradiend_core import extraction
     from gradiend_core.data.corpus import class_map
 
     m = cfg.model
     which = (m.name_or_path, m.fit_head, m.objective)
     if which not in base:
         base[which] = load_base_model(m.name_or_path, allow_missing_head=m.fit_head != "never", objective=m.objective)
-    base = base[which]
+    model = base[which]
     classes = class_map(cfg.data)
     for word in sorted({w for ws in classes.values() for w in ws}):
-        base.objective.target_token_ids(base.tokenizer, word)
-    n_rows = _check_data(cfg, store, steps["create-data"])
+        model.objective.target_token_ids(model.tokenizer, word)
+    return model
+
+
+def _check_extraction(cfg: ExperimentConfig, store: Store, steps, base, n_rows: int) -> None:
+    """What extract-gradients would fail on: the parameter patterns select something, and the disk
+    holds the gradients of `n_rows` data rows plus the neutral and masked rows."""
+    from gradiend_core.param_map import select_parameters
+    from gradiend_core import extraction
+
     x = cfg.extract
     n_rows += (x.max_neutral_rows or cfg.data.neutral_max or 0) + (x.max_training_masked_rows or 0)
     body = base.objective.backbone(base.model)
@@ -113,29 +127,6 @@ def _check_inputs(cfg: ExperimentConfig, store: Store, steps, base: dict) -> Non
     x_step = steps["extract-gradients"]  # a failed or killed extraction's finished rows are kept: only the rest
     kept = extraction.rows_kept(store.root / x_step.stage, x_step.key, x.batch_size)
     extraction.check_disk(store.root, max(n_rows - kept, 0), dim, x.dtype)
-
-
-def _check_data(cfg: ExperimentConfig, store: Store, data) -> int:
-    """create-data's rows (a dry run unless cached): their count; the split evaluate-encoder reads must
-    hold rows of the two labelled classes."""
-    from gradiend_core.errors import ConfigError
-
-    m = store.manifest(data.stage, data.key) if store.status(data.stage, data.key) == "cached" else None
-    if m is not None:
-        summary = m["info"]["summary"]
-    else:
-        from gradiend_core.data.corpus import neutral_texts, training_data
-        from gradiend_core.data.creation import summarize
-
-        summary = summarize(training_data(cfg.data))
-        neutral_texts(cfg.data)  # readable (UTF-8, exists)
-    split = cfg.evaluate_encoder.split
-    for cls in list(cfg.data.resolved().labels())[:2]:
-        if not summary["class_splits"].get(cls, {}).get(split):
-            raise ConfigError(f"evaluate_encoder.split '{split}' has no row of class '{cls}' (rows per split: "
-                              f"{summary['class_splits'].get(cls, {})}); choose another split or give it rows "
-                              f"(data.{split}_ratio, or the table's split column)")
-    return int(summary["n_rows"])
 
 
 @dataclass
@@ -193,6 +184,9 @@ def run_experiment(config: Any = None, store: str | Path = "store", overrides: l
 
     api = local_api.start()  # first: it comes up on the other core while the checks below run
     cfg = resolve_config(config, overrides)
+    from .runner_address import check_address
+
+    check_address(cfg.runner.kind, cfg.runner.address)  # a scheduler that does not answer: before the store is opened
     with _cache_env(cache):
         location = open_store(store).location  # an unknown URL protocol fails here, before any stage
         preflight(cfg, location)

@@ -94,7 +94,7 @@ def render_summary(s: dict) -> str:
         for sh in st.get("shards", []):  # extract-gradients split into row shards (runner.extract_shards)
             lines.append(f"  shard {sh['shard']:<16} {str(sh['rows']) + ' rows':<22} {'ran':<9} {sh['seconds']:.1f}")
     if "pairs" in s:  # a suite
-        return "\n".join(lines + suite_lines(s))
+        return "\n".join(lines + suite_lines(s) + warning_lines(s))
     m = s["metrics"]
     lines += [
         "",
@@ -104,7 +104,12 @@ def render_summary(s: dict) -> str:
     for r in s.get("rewrites", []):
         lines += rewrite_lines(r)
     lines.append(f"store: {s['store']}   total {s['seconds']:.1f}s")
-    return "\n".join(lines)
+    return "\n".join(lines + warning_lines(s))
+
+
+def warning_lines(s: dict) -> list[str]:
+    """The steps' warnings, last, where they are seen."""
+    return [f"WARNING {w}" for w in s.get("warnings", [])]
 
 
 def suite_lines(s: dict) -> list[str]:

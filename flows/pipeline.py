@@ -185,7 +185,8 @@ def summarize(steps, manifests: dict, states: dict, drawn: dict, seconds: float,
     stages = stage_summary(steps, manifests, states, drawn)
     where = open_store(store)
     rewrites = [rewrite_entry(sid, manifests[sid], where) for sid, p in steps.items() if p.stage == "rewrite"]
-    out = {"store": where.location, "stages": stages, "seconds": round(seconds, 2), "rewrites": rewrites}
+    out = {"store": where.location, "stages": stages, "seconds": round(seconds, 2), "rewrites": rewrites,
+           "warnings": warnings(manifests)}
     if "compare" in steps:
         return {**out, **suite_summary(steps, manifests, where)}
     first = rewrites[0]
@@ -193,6 +194,12 @@ def summarize(steps, manifests: dict, states: dict, drawn: dict, seconds: float,
     metrics = {**pair_metrics(manifests["evaluate-encoder"], manifests["select-seed"]),
                "target_class": first["class"], "direction": first["direction"], "selected": first["selected"]}
     return {**out, "metrics": metrics, "rewritten_model": first["model"]}
+
+
+def warnings(manifests: dict) -> list[str]:
+    """The warnings the steps recorded in their manifests (e.g. a rewrite that changed no weight, a seed
+    chosen without evaluation), in plan order: cached outputs repeat theirs."""
+    return [f"{sid}: {m['info']['warning']}" for sid, m in manifests.items() if (m.get("info") or {}).get("warning")]
 
 
 def pair_metrics(evaluate: dict, select: dict) -> dict:

@@ -19,3 +19,14 @@ def fraction_or_count(where: str, name: str, v: float | int | None) -> None:
         raise ConfigError(f"{where}.{name}: a fraction must be in (0, 1], got {v}; or give an int count")
     if isinstance(v, int) and v < 1:
         raise ConfigError(f"{where}.{name}: a count must be >= 1, got {v}")
+
+
+SEED_MAX = 2**32 - 1  # numpy's generators take seeds in [0, 2**32 - 1]; torch's and Python's take those too
+
+
+def seed(where: str, v: int, count: int = 1) -> None:
+    """An int seed in [0, 2**32 - 1] (with `count` consecutive seeds from it: the last one too)."""
+    if not 0 <= v <= SEED_MAX - (count - 1):
+        top = SEED_MAX - (count - 1)
+        raise ConfigError(f"{where} must be an integer in [0, {top}], got {v}; seeds are non-negative"
+                          + (f" (it is the first of {count} seeds)" if count > 1 else ""))

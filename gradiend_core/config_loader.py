@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -15,6 +16,7 @@ from typing import Any, Literal, Union
 from .errors import ConfigError
 
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_NON_FINITE = re.compile(r"[+-]?\.?(inf|infinity|nan)", re.IGNORECASE)
 
 
 def _join(where: str, key: Any) -> str:
@@ -77,12 +79,17 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
     """Check `value` against annotation `tp`; ints are accepted where floats are expected."""
     origin = typing.get_origin(tp)
     fail = ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    _check_finite(value, where)
+    if isinstance(value, str) and _NON_FINITE.fullmatch(value.strip()) and float in (tp, *typing.get_args(tp)):
+        _check_finite(float(value.strip().replace(".", "")), where)  # `inf`, `nan`: YAML reads them as text
     if tp is Any:
         return value
     if origin in (Union, types.UnionType):
         sections = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)]
         if isinstance(value, dict) and len(sections) == 1:  # an optional section: its own error messages
             return from_dict(sections[0], value, where)
+        if type(value) in typing.get_args(tp):  # exactly one of the types: kept as written (int | float:
+            return value                        # 1 stays the count 1, 1.0 the fraction 1.0)
         for arg in typing.get_args(tp):
             try:
                 return coerce(value, arg, where)
@@ -111,8 +118,14 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
         kt, vt = typing.get_args(tp) or (Any, Any)
         return {coerce(str(k) if kt is str else k, kt, where): coerce(v, vt, f"{where}.{k}")
                 for k, v in value.items()}
-    if tp is bool:
-        if isinstance(value, bool):
+    if tp in (bool, int, float, str):
+        return _coerce_scalar(value, tp, where, fail)
+    return value
+
+
+def _coerce_scalar(value: Any, tp: type, where: str, fail: ConfigError) -> Any:
+    if tp is bool or tp is str:
+        if isinstance(value, tp):
             return value
         raise fail
     if tp is int:
@@ -121,17 +134,23 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, float) and value.is_integer():
             return int(value)
         raise fail
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
-            return float(value)  # YAML 1.1 reads `1e-4` (no dot) as a string
-        raise fail
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise fail
-    return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):  # float
+        return float(value)
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        number = float(value)  # YAML 1.1 reads `1e-4` (no dot) as a string
+        _check_finite(number, where)  # `1e999`
+        return number
+    raise fail
+
+
+def _check_finite(value: Any, where: str) -> None:
+    """No setting takes an infinite or NaN number (YAML `.inf`, `.nan`, `1e999`): each would pass a
+    `> 0` check and fail only in the stage that uses it."""
+    if isinstance(value, (list, tuple)):  # checked here too: a union's failed member (list[float] | null)
+        for i, v in enumerate(value):       # would otherwise hide the reason behind "expected ..."
+            _check_finite(v, f"{where}[{i}]")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: {value} is not a finite number; give a finite value")
 
 
 def to_dict(obj: Any) -> Any:

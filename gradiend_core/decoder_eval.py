@@ -86,6 +86,14 @@ class DecoderGridConfig:
             vals = getattr(self, name)
             if vals is not None and (len(vals) == 0 or not all(_finite(v) for v in vals)):
                 raise ConfigError(f"{name} must be a non-empty list of finite numbers, or null for the default; got {vals}")
+            repeated = [v for i, v in enumerate(vals or []) if float(v) in map(float, vals[:i])]
+            if repeated:
+                raise ConfigError(f"{name} lists {repeated[0]:g} twice; list each value once")
+        bad = [v for v in self.learning_rates or [] if v <= 0]
+        if bad:
+            raise ConfigError(f"learning_rates holds {bad[0]:g}: a cell with learning rate <= 0 leaves the base model "
+                              f"unchanged (0) or moves it against the cell's feature factor (< 0); list rates > 0 "
+                              f"(the feature factors' signs set the direction)")
         for name in ("max_rows_per_class", "lms_max_texts"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 1):

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
-from .config_checks import fraction_or_count, positive
+from .config_checks import fraction_or_count, positive, seed
 from .config_loader import from_dict, suggest, to_dict
 from .data.corpus import class_map, merged_classes
 from .data.creation import DataConfig
@@ -274,6 +274,37 @@ class ExperimentConfig:
         if self.suite is not None:
             self._validate_suite()
         self.pair()  # train.pair names two of the data's classes
+        self._validate_across()
+
+    def _validate_across(self) -> None:
+        """Settings that are each valid but do not fit together, or fail only in a late stage."""
+        for where, v in (("data.seed", self.data.seed), ("pre_prune.seed", self.pre_prune.seed),
+                         ("decoder_grid.seed", self.decoder_grid.seed), ("model.head.seed", self.model.head.seed)):
+            seed(where, v)
+        seed("train.seed", self.train.seed, count=self.train.max_seeds)
+        if self.select.min_convergent_seeds > self.train.max_seeds:
+            raise ConfigError(f"select.min_convergent_seeds ({self.select.min_convergent_seeds}) is more than "
+                              f"train.max_seeds ({self.train.max_seeds}), so it can never be reached; raise "
+                              f"train.max_seeds or lower select.min_convergent_seeds")
+        if self.decoder_grid.feature_factors is not None and self.suite is None:
+            self._validate_grid_factors()
+
+    def _validate_grid_factors(self) -> None:
+        """Each rewrite request is selected among the grid cells of the feature factor that moves the model
+        its way (+-1: the GRADIEND's direction of the class, negated for train.source other than alternative,
+        as Gradiend.feature_factor): an explicit list without it leaves no cell, and the base model would be
+        saved as the rewrite."""
+        a, b = self.pair()
+        sign = 1.0 if self.train.source == "alternative" else -1.0
+        factor = {a: sign, b: -sign}  # the factor that strengthens each class of the pair
+        given = {float(f) for f in self.decoder_grid.feature_factors}
+        for r in self.rewrite.requests([a, b]):
+            moving = r["class"] if r["direction"] == "strengthen" else (b if r["class"] == a else a)
+            if factor[moving] not in given:
+                raise ConfigError(f"decoder_grid.feature_factors {self.decoder_grid.feature_factors} has no cell of "
+                                  f"feature factor {factor[moving]:g}, the one that can {r['direction']} {r['class']} "
+                                  f"(train.source {self.train.source}), so its rewrite would be the base model; add "
+                                  f"{factor[moving]:g}, or set feature_factors: null")
 
     def _validate_suite(self) -> None:
         if self.train.pair is not None:
@@ -362,8 +393,9 @@ def read_yaml(path: str | Path) -> dict:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"experiment file '{path}' is not valid YAML{where}: "
                           f"{getattr(e, 'problem', e)}; fix the syntax") from None
-    if data is None:
-        return {}
+    if data is None:  # empty, or comments only: running the embedded default instead would be a surprise
+        raise ConfigError(f"experiment file '{path}' is empty (no settings); fill in the sections to change "
+                          f"(see examples/pronoun_number.yaml), or omit the file to run the embedded default")
     if not isinstance(data, dict):
         raise ConfigError(f"experiment file '{path}' must hold a mapping of sections, got {type(data).__name__}")
     return data

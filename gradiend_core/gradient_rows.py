@@ -75,6 +75,16 @@ def eval_rows(rows: pd.DataFrame, split: str, pair: tuple[str, str], max_rows_pe
     return ev if max_rows_per_class is None else ev.groupby("factual_class", sort=False).head(max_rows_per_class)
 
 
+EVAL_SPLITS = ("validation", "test", "train")  # in-training evaluation: the first with rows (reference order)
+
+
+def eval_split(rows: pd.DataFrame, pair: tuple[str, str]) -> str:
+    """The split in-training evaluation encodes: validation, else test, else train (the reference's
+    split role for evaluation), the first that holds rows of the pair."""
+    present = set(pair_rows(rows, None, pair)["split"])
+    return next((s for s in EVAL_SPLITS if s in present), EVAL_SPLITS[0])
+
+
 def make_eval_set(rows: pd.DataFrame, store: GradientStore, split: str, source: str,
                   max_rows_per_class: int | None, pair: tuple[str, str]) -> EvalSet | None:
     """In-training evaluation rows of `split` (None when there are none)."""

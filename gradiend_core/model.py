@@ -115,7 +115,9 @@ class GradiendModel(nn.Module):
         bound = 1.0 / math.sqrt(self.input_dim)  # = nn.Linear default (kaiming_uniform a=sqrt(5))
         self.encoder.weight.uniform_(-bound, bound, generator=g)  # (L, P)
         self.encoder.bias.uniform_(-bound, bound, generator=g)  # (L,)
-        m = float(self.encoder.weight.max())
+        m = float(self.encoder.weight.max())  # the reference's decoder scale (about 1/sqrt(P))
+        if m <= 0:  # every encoder weight <= 0 (likely only for a few input dims, e.g. pre_prune.topk: 1): the
+            m = float(self.encoder.weight.abs().max()) or bound  # reference's U(-m, m) would be empty and fail
         self.decoder.weight.uniform_(-m, m, generator=g)  # (P, L)
         if self.decoder.bias is not None:
             self.decoder.bias.uniform_(-m, m, generator=g)  # (P,)

@@ -15,6 +15,7 @@ from itertools import combinations
 
 from .compare.measures import MEASURES, OVERLAP_VALUES
 from .compare.results import CompareConfig
+from .config_checks import fraction_or_count
 from .config_loader import from_dict, suggest, to_dict
 from .errors import ConfigError
 from .model import PARTS
@@ -39,11 +40,15 @@ class CompareSection:
     def validate(self) -> None:
         for key, values, allowed in (("measures", self.measures, MEASURES), ("group_by", self.group_by, GROUP_BY),
                                      ("topk_parts", self.topk_parts, PARTS), ("value", [self.value], OVERLAP_VALUES)):
-            for v in values:
+            for i, v in enumerate(values):
                 if v not in allowed:
                     raise ConfigError(f"{key}: '{v}' is not one of {', '.join(allowed)}{suggest(v, allowed)}")
+                if v in values[:i]:
+                    raise ConfigError(f"{key} lists '{v}' twice; list each once")
         if not self.measures:
             raise ConfigError("measures is empty; list at least one, e.g. [cosine, topk_overlap]")
+        fraction_or_count("suite.compare", "topk", self.topk)
+        fraction_or_count("suite.compare", "similarity_topk", self.similarity_topk)
 
     def config(self) -> CompareConfig:
         return CompareConfig(measures=tuple(self.measures), topk=self.topk, similarity_topk=self.similarity_topk,

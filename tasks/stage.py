@@ -74,6 +74,8 @@ def execute(name: str, store: str, conf: dict, paths: dict, inputs: dict, experi
         progress.close()
     verb = "reused" if m["cached"] else f"computed in {m['seconds']:.1f}s"
     progress.logger.info("%s %s: %s", name, m["key"], verb)
+    if (m.get("info") or {}).get("warning"):  # a result the user must not take at face value
+        progress.logger.warning("%s %s: %s", name, m["key"], m["info"]["warning"])
     if experiment and not draws(decl):
         from .artifacts import publish_stage_artifacts
 

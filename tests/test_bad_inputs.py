@@ -156,7 +156,50 @@ CASES = {
     "table-and-corpus": (None, table("table.csv", "data.corpus={env}/few.txt"), "not both"),
     # store
     "store-not-creatable": ("store:{env}/file-not-dir/store", [], "is not writable"),
+    # numbers: ints are counts, floats fractions; nothing infinite or NaN; seeds in numpy's range
+    "topk-count-zero": (None, ["pre_prune.topk=0"], "pre_prune.topk: a count must be >= 1, got 0"),
+    "post-prune-count-zero": (None, ["post_prune.topk=0"], "post_prune.topk: a count must be >= 1, got 0"),
+    "learning-rate-infinite": (None, ["train.learning_rate=.inf"], "train.learning_rate: inf is not a finite number"),
+    "learning-rate-inf-as-text": (None, ["train.learning_rate=inf"], "train.learning_rate: inf is not a finite number"),
+    "learning-rate-overflows": (None, ["train.learning_rate=1e999"], "train.learning_rate: inf is not a finite"),
+    "feature-factor-nan": (None, ["decoder_grid.feature_factors=[1, .nan]"],
+                           "decoder_grid.feature_factors[1]: nan is not a finite number"),
+    "head-lr-infinite": (None, ["model.head.lr=.inf"], "model.head.lr: inf is not a finite number"),
+    "seed-negative": (None, ["decoder_grid.seed=-1"], "decoder_grid.seed must be an integer in [0, 4294967295], got -1"),
+    "seeds-past-the-range": (None, ["train.seed=4294967295"], "train.seed must be an integer in [0, 4294967294]"),
+    # settings that could never take effect
+    "grid-learning-rate-zero": (None, ["decoder_grid.learning_rates=[0, 0.1]"],
+                                "learning_rates holds 0: a cell with learning rate <= 0 leaves the base model"),
+    "grid-learning-rate-negative": (None, ["decoder_grid.learning_rates=[-0.1]"], "learning_rates holds -0.1"),
+    "grid-learning-rate-twice": (None, ["decoder_grid.learning_rates=[0.1, 0.1]"], "lists 0.1 twice"),
+    "min-convergent-unreachable": (None, ["select.min_convergent_seeds=3"], "so it can never be reached"),
+    "grid-without-the-requests-factor": (None, ["decoder_grid.feature_factors=[2]"],
+                                         "has no cell of feature factor 1, the one that can strengthen 3SG"),
+    "compare-topk-zero": (None, ["suite.compare.topk=0"], "suite.compare.topk: a count must be >= 1"),
+    "compare-measure-twice": (None, ["suite.compare.measures=[cosine, cosine]"], "lists 'cosine' twice"),
+    "experiment-file-empty": (lambda e: yaml_file(e, "empty.yaml", ""), [], "is empty (no settings)"),
+    "experiment-file-comments-only": (lambda e: yaml_file(e, "c.yaml", "# train: {max_steps: 5}\n"), [], "is empty"),
+    # distributed runners: the address is probed before anything else
+    "dask-address-silent": (None, ["runner.kind=dask", "runner.address=tcp://127.0.0.1:1"],
+                            "runner.address tcp://127.0.0.1:1: no dask scheduler answers at 127.0.0.1:1"),
+    "ray-address-silent": (None, ["runner.kind=ray", "runner.address=ray://127.0.0.1:1"],
+                           "no ray cluster answers at 127.0.0.1:1"),
+    "runner-address-malformed": (None, ["runner.kind=dask", "runner.address=tcp://host:port"],
+                                 "is not a dask address like tcp://host:8786"),
+    # what later stages need of the data
+    "no-neutral-text": (None, ["data.neutral_max=0"], "no neutral text is left for the decoder grid's LMS"),
+    "base-batch-too-big": (None, ["train.base_batch_size=100"], "train.base_batch_size 100 is more than the"),
 }
+
+# cases answered before the store is opened: not even its directory is created
+BEFORE_THE_STORE = {"topk-count-zero", "post-prune-count-zero", "learning-rate-infinite", "learning-rate-inf-as-text",
+                    "learning-rate-overflows", "feature-factor-nan", "head-lr-infinite", "seed-negative",
+                    "seeds-past-the-range", "grid-learning-rate-zero", "grid-learning-rate-negative",
+                    "grid-learning-rate-twice", "min-convergent-unreachable", "grid-without-the-requests-factor",
+                    "compare-topk-zero",
+                    "compare-measure-twice", "experiment-file-empty", "experiment-file-comments-only",
+                    "dask-address-silent", "ray-address-silent", "runner-address-malformed", "model-missing",
+                    "corpus-missing"}
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -172,6 +215,8 @@ def test_bad_input(case, env, tmp_path, capsys):
     for s in sets:
         argv += ["--set", s.replace("{env}", str(env))]
     assert_fails_cleanly(argv, store, needle, capsys)
+    if case in BEFORE_THE_STORE:
+        assert not store.exists()
 
 
 def assert_fails_cleanly(argv, store: Path, needle: str, capsys) -> None:
@@ -243,3 +288,45 @@ def test_dtype_the_device_cannot_run(env, tmp_path, capsys, monkeypatch):
     assert_fails_cleanly(["run", str(env / "config.yaml"), "--store", str(store), "--set", "model.device=cpu",
                           "--set", "model.dtype=float16"], store,
                          "model.dtype: float16 cannot run on cpu (\"LayerNormKernelImpl\" not implemented", capsys)
+
+
+def _sets(*values: str) -> list[str]:
+    return [a for v in values for a in ("--set", v)]
+
+
+def test_data_mistakes_found_with_extraction_cached(env, tmp_path, capsys):
+    """Settings outside extraction's key (evaluate_encoder.split, train.base_batch_size) are checked against the
+    cached create-data output: refused before training, not after it, and the store keeps exactly what it had."""
+    from gradiend_core.experiment import load_experiment
+    from gradiend_core.stages.plan import plan, run_step
+    from gradiend_core.store import LocalStore
+
+    no_test = ["data.train_ratio=0.9", "data.test_ratio=0"]
+    s, done = LocalStore(tmp_path / "store"), {}
+    steps = plan(load_experiment(env / "config.yaml", no_test + ["evaluate_encoder.split=train"]))
+    for sid in ("prepare-model", "create-data", "extract-gradients"):
+        p = steps[sid]
+        done[sid] = run_step(s, p, {n: done[i] for n, i in p.inputs.items()})
+    before = sorted(s.outputs())
+    for sets, needle in ((["evaluate_encoder.split=test"], "evaluate_encoder.split 'test' has no row of class '3SG'"),
+                         (["evaluate_encoder.split=train", "train.base_batch_size=100"],
+                          "train.base_batch_size 100 is more than the 27 train rows of class '3SG'")):
+        assert_fails_cleanly(["run", str(env / "config.yaml"), "--store", str(tmp_path / "store"),
+                              *_sets(*no_test, *sets)], tmp_path / "empty", needle, capsys)
+        assert sorted(s.outputs()) == before and s.leftovers() == []
+
+
+def test_target_word_matching_nothing_is_warned_before_extraction(env, tmp_path, capsys, monkeypatch):
+    """A target word no sentence holds as a whole word adds no rows: a warning line names it, before extraction
+    (which then stops here on a full disk, so the test needs no run)."""
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**6, 10**6 - 1000, 1000))
+    store = tmp_path / "store"
+    assert main(["run", str(env / "config.yaml"), "--store", str(store),
+                 *_sets('data.classes={3SG: [he, she, "he!"], 3PL: [they]}')]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[0].startswith("warning: target word 'he!' of class '3SG' occurs in no sentence"), err
+    assert err[1].startswith("error: extraction needs up to"), err

@@ -277,6 +277,15 @@ def match_classes(sentences: Sequence[str], classes: Mapping[str, list[str]],
     return out
 
 
+def unmatched_words(sentences: Sequence[str], classes: Mapping[str, list[str]]) -> list[tuple[str, str]]:
+    """(class, word) of every target word that no sentence holds as a whole word: it adds no row."""
+    found: set[str] = set()
+    pattern = word_pattern(w for ws in classes.values() for w in ws)
+    for s in sentences:
+        found.update(" ".join(m.group().lower().split()) for m in pattern.finditer(s))
+    return [(c, w) for c, ws in classes.items() for w in ws if w not in found]
+
+
 # ------------------------------------------------------------------------------------------ selection
 def _select(matches: dict[str, list[_Match]], cfg: DataConfig, rng: random.Random) -> dict[str, list[_Match]]:
     """Seeded shuffle per class, then cap (max_per_class) and balance."""

@@ -56,6 +56,7 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     base = load_prepared_model(inputs["base"], *base_placement(conf))  # saved in model.dtype
     g = load_gradiend(out_path(inputs["model"]) / "model", expected_digest=base.digest)
     rewritten = g.rewrite(base.model, lr=chosen["learning_rate"], feature_factor=chosen["feature_factor"], part=part)
+    changed = changed_weights(g, base.model, rewritten)
     rewritten.save_pretrained(out / "model")
     base.tokenizer.save_pretrained(out / "model")
     examples = example_probabilities(base, rewritten, out_path(inputs["data"]), class_words, target,
@@ -64,7 +65,31 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     return {"target_class": target, "direction": request["direction"], "request": request_label(request),
             "selected": chosen, "part": part, "model_subdir": "model", "examples_mean": _means(examples),
             "objective": base.objective.name, "pipeline_task": base.objective.pipeline_task_for(base.model.config),
-            **where(base)}
+            "changed_weights": changed, **unchanged_warning(changed, chosen, request), **where(base)}
+
+
+def changed_weights(g, base_model, rewritten) -> int:
+    """How many of the GRADIEND's P selected base-model entries the rewrite changed (0: the saved
+    model IS the base model: the selected update is zero, or too small for the model's dtype)."""
+    before = g.param_map.gather(dict(base_model.named_parameters(remove_duplicate=False)))  # (P,)
+    after = g.param_map.gather(dict(rewritten.named_parameters(remove_duplicate=False)))  # (P,)
+    return int((before != after).sum())
+
+
+def unchanged_warning(changed: int, chosen: dict, request: dict) -> dict:
+    """{"warning": ...} when the rewritten model is the base model, or scores exactly as it does on every
+    grid row and LMS position (logged by the task, shown in the run summary, kept in the manifest), else {}."""
+    cell = f"the selected cell (feature factor {chosen['feature_factor']:g}, lr {chosen['learning_rate']:g})"
+    if chosen.get("id") == "base":
+        why = "the decoder grid selected no cell (no cell had a finite score for this request)"
+    elif not changed:
+        why = f"{cell} changes no weight (its update is zero, or below the model dtype's resolution)"
+    elif chosen.get("change") == 0.0 and chosen.get("lms_diff") == 0.0:
+        why = f"{cell} changes {changed} weights, but scores exactly as the base model on every grid row and LMS position"
+    else:
+        return {}
+    return {"warning": f"the rewritten model ({request['direction']} {request['class']}) is in effect the base "
+                       f"model: {why}; check the decoder grid (grid.parquet) and its learning rates"}
 
 
 def example_probabilities(base, rewritten, data_dir: Path, class_words: dict, target: str, direction: str,

@@ -15,7 +15,7 @@ import pandas as pd
 from ..checkpoint import save_gradiend
 from ..grad_store import GradientStore
 from ..gradiend import BaseIdentity, Gradiend
-from ..gradient_rows import batch_plan, eval_rows, make_eval_set, read_batches
+from ..gradient_rows import EVAL_SPLITS, batch_plan, eval_rows, eval_split, make_eval_set, read_batches
 from ..io import atomic_write_json
 from ..param_map import load_param_map
 from ..prefetch import prefetch
@@ -36,7 +36,10 @@ def config_slice(cfg) -> dict:
     train.device, default model.device, and train.decoder_device; the output is reused on any device)."""
     train = {k: v for k, v in section(cfg.train).items() if k not in UNHASHED}
     devices = {"device": cfg.train.device or cfg.model.device, "decoder_device": cfg.train.decoder_device}
-    return {"train": {**train, "pair": list(cfg.pair())}, RUNTIME: devices}
+    # without validation rows, evaluation falls back to test, then train (gradient_rows.eval_split); with
+    # them (every earlier key) it is validation as before, so only such experiments' keys record it
+    fallback = {"eval_splits": list(EVAL_SPLITS)} if cfg.data.validation_ratio == 0 else {}
+    return {"train": {**train, "pair": list(cfg.pair())}, **fallback, RUNTIME: devices}
 
 
 def seeds(cfg) -> list[int]:
@@ -58,7 +61,8 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     def batches(epoch: int):  # step k+1's rows are read while step k trains
         return prefetch(read_batches(store, plan, t.batch_size, t.source, t.target))
 
-    eval_set = make_eval_set(rows, store, "validation", t.source, t.eval_max_rows, pair)
+    split = eval_split(rows, pair)  # validation, else test, else train
+    eval_set = make_eval_set(rows, store, split, t.source, t.eval_max_rows, pair)
     total = t.max_steps if t.max_steps > 0 else t.num_epochs * (len(plan) // t.batch_size)
     result = train_gradiend(batches, eval_set, store.dim, t, seed,
                             progress=lambda step, tot, i: progress(step / max(total, 1), f"seed {seed}: step {step}"))
@@ -73,8 +77,8 @@ def build(out: Path, conf: dict, inputs: dict, progress, paths: dict) -> dict:
     atomic_write_json(out / "stats.json", stats)
     return {"seed": seed, "converged": stats.get("converged"), "best": stats.get("best"),
             "steps": stats.get("steps"), "seconds": result.stats.get("seconds"), "classes": list(pair),
-            "device": result.device,
-            "rows": transitions(rows, plan, eval_rows(rows, "validation", pair, t.eval_max_rows))}
+            "device": result.device, "eval_split": split if eval_set is not None and t.do_eval else None,
+            "rows": transitions(rows, plan, eval_rows(rows, split, pair, t.eval_max_rows))}
 
 
 def transitions(rows: pd.DataFrame, plan: list[list[int]], evaluated: pd.DataFrame) -> dict:

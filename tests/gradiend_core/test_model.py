@@ -174,3 +174,13 @@ def test_bad_dims_rejected():
             GradiendModel(4, latent_dim=bad)
     with pytest.raises(ConfigError):
         GradiendModel(4).encode(torch.zeros(5))
+
+
+def test_one_input_dim_with_a_negative_encoder_weight_initialises():
+    """pre_prune.topk: 1 keeps one dim; seed 0's only encoder weight is negative, where the reference's
+    decoder range U(-max W_e, max W_e) is empty (training failed with a torch error after extraction)."""
+    from gradiend_core.model import GradiendModel
+
+    m = GradiendModel(1, 1, seed=0)
+    w = float(m.encoder.weight.detach())
+    assert w < 0 and abs(float(m.decoder.weight.detach())) <= abs(w) and abs(float(m.decoder.bias.detach())) <= abs(w)

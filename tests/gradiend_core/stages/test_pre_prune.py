@@ -104,3 +104,16 @@ def test_pre_prune_settings_are_in_the_extraction_key_only_when_enabled(tmp_path
         keys[name] = plan(load_experiment(config(tmp_path / name, model_dir, **pp)))["extract-gradients"].key
     assert keys["on"] != keys["topk"] and keys["on"] != keys["off"]
     assert keys["off"] == keys["off-topk"]  # an unused setting never invalidates the store
+
+
+@pytest.mark.parametrize("written, kept", [("3", 3), ("1", 1), ("1.0", "all")])
+def test_an_int_topk_is_a_count_and_a_float_a_fraction(tmp_path, model_dir, written, kept):
+    """`topk: 1` keeps one dim (it was read as the fraction 1.0 and kept every dim), `topk: 1.0` keeps all,
+    `topk: 3` three (it was refused as a fraction > 1); the YAML number's type decides."""
+    p = config(tmp_path, model_dir)
+    p.write_text(p.read_text().replace("topk: 0.25", f"topk: {written}"))
+    done = run_until(p, tmp_path / "store", "pre-prune")
+    ext, pre = done["extract-gradients"], done["pre-prune"]
+    dim = GradientStore(store_dir(pre)).dim
+    assert dim == pre["info"]["dim"] == sum(pre["info"]["kept_per_param"].values())
+    assert dim == (ext["info"]["pre_prune"]["unpruned_dim"] if kept == "all" else kept)
