@@ -56,6 +56,7 @@ def preflight(cfg: ExperimentConfig, store: str | Path):
     singles = [(cfg, steps)] if cfg.suite is None else [(c, pair_plan(c)) for c in pair_configs(cfg).values()]
     base: dict = {}  # the base model, loaded once for every pair of a suite
     grid = cfg.suite is None or cfg.suite.rewrite  # the decoder grid and the rewrites run
+    need = []  # (rows, dims, dtype) each extraction still to run stores: a suite's pairs extract together
     for one, one_steps in singles:
         if grid:
             _check_target_class(one)
@@ -65,7 +66,11 @@ def preflight(cfg: ExperimentConfig, store: str | Path):
         # checked even when extraction is cached (a later section's change must not fail after training)
         n_rows = check_data(one, s, one_steps, grid)
         if not extracted:
-            _check_extraction(one, s, one_steps, model, n_rows)
+            need.append(_check_extraction(one, s, one_steps, model, n_rows))
+    if need:  # row-dims summed over the stores (same dtype: a suite's pairs differ in no extract setting)
+        from gradiend_core import extraction
+
+        extraction.check_disk(s.root, 1, sum(r * d for r, d, _ in need), need[0][2], stores=len(need))
     return steps
 
 
@@ -110,9 +115,10 @@ def _check_model(cfg: ExperimentConfig, base: dict):
     return model
 
 
-def _check_extraction(cfg: ExperimentConfig, store: Store, steps, base, n_rows: int) -> None:
-    """What extract-gradients would fail on: the parameter patterns select something, and the disk
-    holds the gradients of `n_rows` data rows plus the neutral and masked rows."""
+def _check_extraction(cfg: ExperimentConfig, store: Store, steps, base, n_rows: int) -> tuple[int, int, str]:
+    """What extract-gradients would fail on (the parameter patterns select something); returns what it
+    stores: (rows still to extract of the `n_rows` data rows plus the neutral and masked rows, dims,
+    storage dtype), for the disk check."""
     from gradiend_core.param_map import select_parameters
     from gradiend_core import extraction
 
@@ -126,7 +132,7 @@ def _check_extraction(cfg: ExperimentConfig, store: Store, steps, base, n_rows: 
         dim = resolve_k(cfg.pre_prune.topk, dim)
     x_step = steps["extract-gradients"]  # a failed or killed extraction's finished rows are kept: only the rest
     kept = extraction.rows_kept(store.root / x_step.stage, x_step.key, x.batch_size)
-    extraction.check_disk(store.root, max(n_rows - kept, 0), dim, x.dtype)
+    return max(n_rows - kept, 0), dim, x.dtype
 
 
 @dataclass

@@ -89,15 +89,16 @@ def bytes_needed(n_rows: int, dim: int, dtype: str) -> int:
     return n_rows * dim * BYTES[dtype] * 2
 
 
-def check_disk(out: Path, n_rows: int, dim: int, dtype: str) -> int:
+def check_disk(out: Path, n_rows: int, dim: int, dtype: str, stores: int = 1) -> int:
     """StoreError before extracting when the free space at `out` is below what `n_rows` (the rows
-    still to extract) need."""
+    still to extract) of `dim` dims need (`n_rows * dim` summed over several stores: `stores` of them)."""
     need = bytes_needed(n_rows, dim, dtype)
     free = shutil.disk_usage(out).free
     if need > free:
-        raise StoreError(f"extraction needs up to {human_bytes(need)} uncompressed but only {human_bytes(free)} "
-                         f"are free at {out}; free disk, select fewer parameters (extract.include) or fewer "
-                         f"rows (data.max_per_class)")
+        what = f"the extractions of {stores} pairs need" if stores > 1 else "extraction needs"
+        raise StoreError(f"{what} up to {human_bytes(need)} uncompressed but only {human_bytes(free)} "
+                         f"are free at {out}; free disk, select fewer parameters (extract.include or pre_prune.topk)"
+                         f" or fewer rows (data.max_per_class)" + ("; or pair fewer classes" if stores > 1 else ""))
     return need
 
 

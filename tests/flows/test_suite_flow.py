@@ -186,3 +186,19 @@ def test_bad_suite_input_is_one_line_exit_2_and_builds_nothing(prefect_home, tin
     lines = [ln for ln in err.strip().splitlines() if ln.startswith("error:")]
     assert code == 2 and len(lines) == 1 and says in lines[0], err
     assert not (tmp_path / "store").exists() or not any((tmp_path / "store").iterdir())
+
+
+def test_a_suite_too_big_for_the_disk_is_refused_for_all_its_pairs_before_any_stage(prefect_home, tiny_model_dir,
+                                                                                    tmp_path, monkeypatch):
+    """The pairs extract in one pass, so the disk check counts every pair's store."""
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(2**30, 2**30 - 1000, 1000))
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(experiment(tiny_model_dir, {"pairs": "all"}), sort_keys=False))
+    code, _, err = cli(["run", str(tmp_path / "suite.yaml"), "--store", str(tmp_path / "store")])
+    lines = [ln for ln in err.strip().splitlines() if ln.startswith("error:")]
+    assert code == 2 and len(lines) == 1 and "the extractions of 3 pairs need up to" in lines[0], err
+    assert "pair fewer classes" in lines[0]
+    assert not any(p.is_dir() for p in (tmp_path / "store").glob("*"))  # no stage output, no staging dir
