@@ -70,8 +70,11 @@ def run_stage(store: Store, stage: str, version: str, conf: dict, inputs: dict[s
         t0 = time.perf_counter()
         try:
             info = build(staging, conf, inputs, progress or (lambda f, msg="": None), paths or {})
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
+        except BaseException as e:
+            if resumable and isinstance(e, KeyboardInterrupt):  # Ctrl-C, a requested stop (stop.Stopped)
+                log.info("%s/%s stopped: its finished work stays in %s for the next run", stage, key, staging)
+            else:
+                shutil.rmtree(staging, ignore_errors=True)
             raise
         finally:
             release_freed_memory()  # the next stage's peak should not carry this one's free heap
