@@ -19,8 +19,10 @@ from gradiend_core import stop
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 T = TypeVar("T")
-# Prefect's words for a task or flow run ended by a KeyboardInterrupt (prefect.states), so by stop.Stopped
+# Prefect's words for a task or flow run ended by a KeyboardInterrupt (prefect.states), so by stop.Stopped,
+# and for the log and event senders still busy when they are drained (prefect._internal.concurrency.services)
 INTERRUPTED = "aborted by an interrupt signal"
+STILL_SENDING = "Still processing items"
 
 
 def exit_code(signum: int) -> int:
@@ -67,6 +69,8 @@ def run_stoppable(work: Callable[[], T], at_once: Callable[[int], NoReturn]) -> 
             worker = threading.Thread(target=run, name="gradiend-run")
             worker.start()
             worker.join()
+            if received:
+                flush_prefect()
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
@@ -77,14 +81,24 @@ def run_stoppable(work: Callable[[], T], at_once: Callable[[int], NoReturn]) -> 
     raise outcome["error"]
 
 
+def flush_prefect(timeout: float = 5.0) -> None:
+    """Send Prefect's queued run logs and events now, while its API still runs: what they print comes before
+    the line that ends a stopped run, not after it at exit."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for sender in (APILogWorker, EventsWorker):
+        sender.drain_all(timeout=timeout, at_exit=False)
+
+
 class QuietStop(logging.Filter):
     """Once a stop is requested, drops the console lines of task and flow runs ended by it ("Crash detected!
     Execution was aborted by an interrupt signal", "Finished in state Crashed(...)"): every stage that
     stopped or had not started yet would print two, while the run ends with one line saying what was kept.
-    Prefect's API still records each run's state."""
+    Prefect's API still records each run's state. Also Prefect's note that its senders are still busy."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (stop.requested() and INTERRUPTED in record.getMessage())
+        return not (stop.requested() and (INTERRUPTED in record.getMessage() or STILL_SENDING in record.getMessage()))
 
 
 @contextlib.contextmanager

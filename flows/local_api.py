@@ -67,18 +67,21 @@ class LocalAPI:
         return temporary_settings(updates={PREFECT_API_URL: self.url, PREFECT_UI_URL: ""})
 
     def stop(self, wait: bool = True) -> None:
-        """Stop the server (wait=False: ask it to, without waiting: a process about to exit)."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5 if wait else 0)
-            except subprocess.TimeoutExpired:
-                if wait:
-                    self.process.kill()
-                    self.process.wait()
+        """Stop the server: closing its lifeline makes it shut down quietly (flows/api_server.py); wait=False:
+        without waiting for it (a process about to exit)."""
+        from .api_server import GRACE_S
+
         if self.lifeline >= 0:
             os.close(self.lifeline)
             self.lifeline = -1
+        elif self.process.poll() is None:
+            self.process.terminate()
+        if wait and self.process.poll() is None:
+            try:
+                self.process.wait(timeout=GRACE_S + 5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
 
 _current: LocalAPI | None = None
