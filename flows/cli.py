@@ -76,15 +76,65 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_run(args) -> int:
     from .api import run_experiment
+    from .interrupt import Interrupted, exit_code, run_stoppable
+
+    def at_once(signum: int):  # a second Ctrl-C or SIGTERM: outputs are published atomically, nothing to finish
+        print(f"stopped at once by a second {signal_name(signum)}: finished outputs stay in the store; "
+              f"run the same command again to resume", file=sys.stderr)
+        hard_exit(exit_code(signum))
 
     # run_experiment starts Prefect's temporary API first, then reads the config (which imports torch) while
     # it comes up, then checks everything (bad input fails before any stage), then runs the flow
-    result = run_experiment(args.config, args.store, overrides=args.set)
+    try:
+        result = run_stoppable(lambda: run_experiment(args.config, args.store, overrides=args.set), at_once)
+    except Interrupted as e:
+        print(stopped_line(args, e.signum), file=sys.stderr)
+        return exit_code(e.signum)
     s = result.summary
     print(render_summary(s))
     if args.json:
         print(json.dumps(s, sort_keys=True))
     return 0
+
+
+def signal_name(signum: int) -> str:
+    from .interrupt import name
+
+    return name(signum)
+
+
+def stopped_line(args, signum: int) -> str:
+    """The one line a run stopped by a signal ends with: what the store holds, and that the next run resumes."""
+    from gradiend_core import stop
+    from gradiend_core.stages.registry import BY_NAME
+
+    partial = [f"{label} keeps its finished work (it was at: {msg})" for label, msg in sorted(stop.stopped_at().items())
+               if getattr(BY_NAME.get(label.split()[0]), "resumable", False)]
+    try:
+        from gradiend_core.stages.plan import plan
+        from gradiend_core.store import open_store
+
+        from .api import resolve_config
+
+        steps, store = plan(resolve_config(args.config, args.set)), open_store(args.store)
+        done = sum(store.status(p.stage, p.key) == "cached" for p in steps.values())
+        kept = f"{done} of {len(steps)} outputs of this run are in the store {store.location}"
+    except Exception:  # (a store or config that failed before the stop: the run reported it)
+        kept = "finished outputs stay in the store"
+    return f"stopped by {signal_name(signum)}: {'; '.join([kept] + partial)}; run the same command again to resume"
+
+
+def hard_exit(code: int):
+    """End the process now (the store is safe for that: outputs are published atomically), stopping the local
+    API server without waiting for it (it would also stop by itself: flows/api_server.py)."""
+    from . import local_api
+
+    api = local_api.current()
+    if api is not None:
+        api.stop(wait=False)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def render_summary(s: dict) -> str:

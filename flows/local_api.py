@@ -6,7 +6,10 @@ call: after the caller has imported the server package (~2.6 s of this process's
 a subprocess) and finished its own checks, so a run waits ~4 s for it. Here the same command starts
 before the run's imports and preflight and comes up on the other core while they run; the flow
 reaches it through PREFECT_API_URL set for the run (`settings()`, also passed on to Dask/Ray workers).
-Like Prefect's own, one server serves every run of the process and stops when the process exits.
+Like Prefect's own, one server serves every run of the process and stops when the process exits; unlike
+Prefect's, it runs in a session of its own, so the Ctrl-C a terminal sends to the run's process group does
+not stop it under the run (which stops at its next safe point, flows/interrupt.py), and it ends by itself
+when the process that started it ends in any way, SIGKILL included (its lifeline: flows/api_server.py).
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 
 PORT_IN_USE = 3  # uvicorn's exit status when it cannot bind
 
@@ -27,6 +31,7 @@ PORT_IN_USE = 3  # uvicorn's exit status when it cannot bind
 class LocalAPI:
     process: subprocess.Popen
     port: int
+    lifeline: int = -1  # write end of the pipe whose end-of-file stops the server (never written to)
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -61,11 +66,19 @@ class LocalAPI:
         # no UI URL: this server does not serve the UI (as Prefect's own temporary one), so no links to it
         return temporary_settings(updates={PREFECT_API_URL: self.url, PREFECT_UI_URL: ""})
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
+    def stop(self, wait: bool = True) -> None:
+        """Stop the server: closing its lifeline makes it shut down quietly (flows/api_server.py); wait=False:
+        without waiting for it (a process about to exit)."""
+        from .api_server import GRACE_S
+
+        if self.lifeline >= 0:
+            os.close(self.lifeline)
+            self.lifeline = -1
+        elif self.process.poll() is None:
             self.process.terminate()
+        if wait and self.process.poll() is None:
             try:
-                self.process.wait(timeout=5)
+                self.process.wait(timeout=GRACE_S + 5)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
@@ -84,9 +97,13 @@ def start() -> LocalAPI | None:
         return None
     if _current is not None and _current.process.poll() is None:
         return _current
-    port = _free_port()
-    _current = LocalAPI(_launch(port), port)
+    _current = LocalAPI(*_launch(_free_port()))
     atexit.register(_current.stop)
+    return _current
+
+
+def current() -> LocalAPI | None:
+    """This process's server, if one was started."""
     return _current
 
 
@@ -102,8 +119,7 @@ def ready(api: LocalAPI) -> LocalAPI:
     except RuntimeError:
         if api.process.poll() != PORT_IN_USE:
             raise
-        port = _free_port()
-        api = _current = LocalAPI(_launch(port), port)
+        api = _current = LocalAPI(*_launch(_free_port()))
         atexit.register(api.stop)
         api.wait_ready(timeout)
     return api
@@ -115,15 +131,28 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch(port: int) -> subprocess.Popen:
-    """Prefect's own temporary-server command line and environment (prefect.server.api.server)."""
+# the server's entry (flows/api_server.py) imported from this checkout, whatever the working directory holds
+SERVER = "import sys; sys.path.insert(0, sys.argv.pop(1)); from flows.api_server import main; main()"
+
+
+def _launch(port: int) -> tuple[subprocess.Popen, int, int]:
+    """(process, port, lifeline) of a new server: Prefect's own temporary-server command line and environment
+    (prefect.server.api.server), in a session of its own and watching its lifeline (flows/api_server.py)."""
     import prefect
     from prefect.settings import get_current_settings
 
     env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
            **get_current_settings().to_environment_variables(exclude_unset=True)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
-         "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "error", "--lifespan", "on"],
-        env=env)
+    watched, lifeline = os.pipe()  # both close-on-exec: only the server gets `watched`, and no child `lifeline`
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-c", SERVER, str(Path(__file__).resolve().parents[1]), str(watched),
+             "--app-dir", str(prefect.__module_path__.parent), "--factory", "prefect.server.api.server:create_app",
+             "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"],
+            env=env, pass_fds=(watched,), start_new_session=True)
+    except BaseException:
+        os.close(lifeline)
+        raise
+    finally:
+        os.close(watched)
+    return process, port, lifeline

@@ -13,6 +13,7 @@ from gradiend_core.stages.plan import StagePlan, plan, shared_groups
 from gradiend_core.store import open_store
 from gradiend_core.suite import pair_label
 from tasks.cache import results_dir
+from tasks import ui_calls
 from tasks.stage import report_task, shared_task, split_tasks, stage_task
 
 # tasks pass manifests (small dicts), never arrays: Ray's minimum object store is plenty, and the
@@ -45,6 +46,7 @@ def task_runner(cfg: ExperimentConfig):
 def gradiend_flow(experiment: dict, store: str) -> dict:
     """Run (or reuse) every stage of one experiment; returns the run summary (JSON-able)."""
     t0 = time.perf_counter()
+    ui_calls.reset()  # this run's API may answer where an earlier run's did not
     cfg = from_dict(ExperimentConfig, experiment, "")
     steps = plan(cfg)
     futures: dict[str, PrefectFuture] = {}

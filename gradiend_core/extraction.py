@@ -285,7 +285,11 @@ def extract_blocks(ex: Extraction, store, starts: list[int], record, progress, h
                 record(pending.result())
             pending = writer.submit(write_block, store, r0, g_f, g_a, hash_root, hashed)
             finished += len(block)
-            progress(finished / max(total, 1), f"extracted {finished}/{total} rows")
+            try:
+                progress(finished / max(total, 1), f"extracted {finished}/{total} rows")
+            except KeyboardInterrupt:  # a stop at this safe point (gradiend_core.stop): keep the block in flight
+                record(pending.result())
+                raise
         if pending is not None:
             record(pending.result())
 

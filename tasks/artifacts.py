@@ -4,21 +4,10 @@ artifact is decoration: a failure to build or create one is logged as a warning 
 stage that produced the data."""
 from __future__ import annotations
 
-import logging
-
 from gradiend_core.reports.markdown import artifact_key, artifact_keys, spec
 from gradiend_core.reports.run import run_report_markdown
 
-log = logging.getLogger("tasks.artifacts")
-
-
-def _logger():
-    try:
-        from prefect import get_run_logger
-
-        return get_run_logger()
-    except Exception:  # no run context: plain logging
-        return log
+from .ui_calls import call, run_logger
 
 
 def stage_artifact_content(decl, manifest: dict, report: dict | None, experiment: str) -> list[dict]:
@@ -37,25 +26,21 @@ def stage_keys(decl, manifest: dict, experiment: str) -> list[str]:
     return artifact_keys(manifest, experiment, decl.report.extra if decl.report else ())
 
 
-def _create(s: dict) -> None:
+def _create(s: dict) -> str:
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     if s["kind"] == "table":
         create_table_artifact(table=s["content"], key=s["key"], description=s["description"])
     else:
         create_markdown_artifact(markdown=s["content"], key=s["key"], description=s["description"])
+    return s["key"]
 
 
 def publish_specs(specs: list[dict]) -> list[str]:
-    """Create each artifact; a failure is logged and skipped. Returns the keys created."""
-    done = []
-    for s in specs:
-        try:
-            _create(s)
-            done.append(s["key"])
-        except Exception as e:  # an artifact must never fail the stage that produced the data
-            _logger().warning("could not create artifact %s: %s", s["key"], e)
-    return done
+    """Create each artifact; an API that does not answer turns artifacts off for the run (logged once,
+    tasks/ui_calls.py): an artifact never fails nor holds up the stage that produced the data. Returns the
+    keys created."""
+    return [key for key in (call(_create, s, what=f"artifact {s['key']}") for s in specs) if key]
 
 
 def publish_stage_artifacts(decl, manifest: dict, report: dict | None, experiment: str) -> list[str]:
@@ -63,7 +48,7 @@ def publish_stage_artifacts(decl, manifest: dict, report: dict | None, experimen
     try:
         specs = stage_artifact_content(decl, manifest, report, experiment)
     except Exception as e:
-        _logger().warning("no artifacts for %s/%s: %s", manifest.get("stage"), manifest.get("key"), e)
+        run_logger().warning("no artifacts for %s/%s: %s", manifest.get("stage"), manifest.get("key"), e)
         return []
     return publish_specs(specs)
 
@@ -84,7 +69,7 @@ def publish_run_report(summary: dict, manifests: dict[str, dict], keys: dict[str
     try:
         md = run_report_markdown(summary, manifests, keys, experiment, ui_url=_ui_url())
     except Exception as e:
-        _logger().warning("could not build the run report: %s", e)
+        run_logger().warning("could not build the run report: %s", e)
         return ""
     done = publish_specs([spec("markdown", key, md, f"gradiend-flow run report: {experiment}")])
     return done[0] if done else ""

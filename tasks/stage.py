@@ -14,23 +14,26 @@ import time
 from functools import lru_cache
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
+from gradiend_core import stop
 from gradiend_core.store import open_store
 from gradiend_core.stages.registry import stage
 from gradiend_core.stages.runner import run_report, run_stage
 
 from .cache import StageCachePolicy
+from .ui_calls import ProgressArtifact
 
 
 class Progress:
-    """Throttled progress: a Prefect log line and progress artifact, and a tqdm bar on a terminal."""
+    """Throttled progress: a Prefect log line and progress artifact (sent in the background: a slow or gone
+    API never holds up the stage, tasks/ui_calls.py), and a tqdm bar on a terminal. Each call is a safe
+    point where a requested stop ends the step (gradiend_core.stop)."""
 
     def __init__(self, stage: str, every_s: float = 5.0):
         self.stage, self.every_s, self.last = stage, every_s, 0.0
         self.logger = get_run_logger()
-        self.artifact_id = None
+        self.artifact = ProgressArtifact(f"{stage} progress")
         self.bar = None
         if sys.stderr.isatty():
             from tqdm import tqdm
@@ -38,6 +41,7 @@ class Progress:
             self.bar = tqdm(total=100, desc=stage, unit="%", leave=False)
 
     def __call__(self, fraction: float, message: str = "") -> None:
+        stop.reached(self.stage, message)
         pct = max(0.0, min(100.0, 100.0 * fraction))
         if self.bar is not None:
             self.bar.n = round(pct, 1)
@@ -47,13 +51,7 @@ class Progress:
             return
         self.last = now
         self.logger.info("%s: %.0f%% %s", self.stage, pct, message)
-        try:
-            if self.artifact_id is None:
-                self.artifact_id = create_progress_artifact(pct, description=f"{self.stage} progress")
-            else:
-                update_progress_artifact(self.artifact_id, pct)
-        except Exception:  # progress must never fail a stage (e.g. no API reachable)
-            pass
+        self.artifact.update(pct)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -64,6 +62,7 @@ def execute(name: str, store: str, conf: dict, paths: dict, inputs: dict, experi
     """Run one stage (reuse or build); a stage without plots publishes its UI artifacts here, a stage
     with plots in its report task (`report_task`), once they are drawn."""
     decl = stage(name)
+    stop.reached()  # a stop requested before this stage started: it does not start
     if draws(decl):
         warm_up_plotting()
     progress = Progress(name)
@@ -93,6 +92,7 @@ def report(name: str, store: str, manifest: dict, experiment: str = "") -> dict:
     its UI artifacts; returns {key, cached} of the report output. A report is decoration: a failure is
     logged as a warning and never fails the run."""
     decl = stage(name)
+    stop.reached()
     s = open_store(store)
     try:
         r = run_report(s, decl, manifest)
@@ -208,6 +208,7 @@ def split_tasks(name: str):
 
 def step(label: str, fn, store: str, *args):
     """One step of a split stage (prepare, part): fn(store, *args, progress) with a progress bar."""
+    stop.reached()
     progress = Progress(label)
     try:
         return fn(open_store(store), *args, progress)

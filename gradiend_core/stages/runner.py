@@ -77,6 +77,8 @@ def run_stage(store: Store, stage: str, version: str, conf: dict, inputs: dict[s
         except BaseException as e:
             if not resumable:  # a resumable build's staging dir holds the finished work the next run resumes
                 shutil.rmtree(staging, ignore_errors=True)
+            elif isinstance(e, KeyboardInterrupt):  # Ctrl-C, a requested stop (stop.Stopped)
+                log.info("%s/%s stopped: its finished work stays in %s for the next run", stage, key, staging)
             if is_disk_full(e):
                 raise StoreError(f"no space left on the device of {store.location} while building {stage}/{key} "
                                  f"({free_space(staging)} free); free disk space and run again"

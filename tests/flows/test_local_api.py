@@ -23,7 +23,7 @@ def test_stop_ends_the_server_and_a_stopped_one_is_replaced(prefect_home, monkey
     # a server of its own: the process-wide one stays up for the other tests' flows (their Prefect
     # log and event senders keep its address until the process exits)
     port = local_api._free_port()
-    own = local_api.ready(local_api.LocalAPI(local_api._launch(port), port))
+    own = local_api.ready(local_api.LocalAPI(*local_api._launch(port)))
     own.stop()
     assert own.process.poll() is not None and not own.ready()
     monkeypatch.setattr(local_api, "_current", own)
@@ -49,7 +49,7 @@ def test_a_port_taken_before_the_server_binds_gets_one_retry(prefect_home, monke
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         taken = busy.getsockname()[1]
-        first = local_api.LocalAPI(local_api._launch(taken), taken)  # uvicorn cannot bind: exits 3
+        first = local_api.LocalAPI(*local_api._launch(taken))  # uvicorn cannot bind: exits 3
         api = local_api.ready(first)
         try:
             assert first.process.poll() == local_api.PORT_IN_USE

@@ -118,3 +118,44 @@ def test_killed_training_leaves_no_output_and_restarts(config, clean, tmp_path):
     m = run_plan(config, store, "train-seed-0")["train-seed-0"]
     assert not m["cached"] and digests(m) == digests(clean["train-seed-0"])
     assert s.leftovers() == []  # the dead run's staging dir was dropped, not reused
+
+
+def test_a_requested_stop_keeps_every_written_block_and_the_next_run_resumes(config, clean, tmp_path):
+    """gradiend_core.stop, as the CLI's Ctrl-C uses it: the stage stops at its next progress report (a safe
+    point) with the block then in flight recorded too; its staging dir stays for the next run, which ends
+    with the uninterrupted run's bytes. A stage that cannot resume drops its staging dir."""
+    from gradiend_core import stop
+
+    store = tmp_path / "store"
+    s, key, info = LocalStore(store), clean["extract-gradients"]["key"], clean["extract-gradients"]["info"]
+    reports = []
+
+    def progress(fraction: float, message: str = "") -> None:  # what tasks/stage.Progress does at each report
+        reports.append(message)
+        if sum(r.startswith("extracted") for r in reports) == 2:  # two blocks extracted, the 2nd being written
+            stop.request("SIGINT")
+        stop.reached("extract-gradients", message)
+
+    try:
+        with pytest.raises(stop.Stopped):
+            stage_plan.run_plan(s, stage_plan.plan(load_experiment(config)), until="extract-gradients",
+                                progress=progress)
+        assert stop.stopped_at() == {"extract-gradients": reports[-1]}
+    finally:
+        stop.clear()
+    [staging] = s.leftover_staging("extract-gradients", key)
+    assert len(xg.read_progress(staging, info["n_rows"], info["dim"])) == 2, reports  # the block in flight is kept
+
+    m = run_plan(config, store, "extract-gradients")["extract-gradients"]
+    assert not m["cached"] and digests(m) == digests(clean["extract-gradients"]) and s.leftovers() == []
+
+    run_plan(config, store, "pre-prune")
+    stop.request("SIGTERM")
+    try:
+        with pytest.raises(stop.Stopped):
+            stage_plan.run_plan(s, stage_plan.plan(load_experiment(config)), until="train-seed-0",
+                                progress=lambda f, msg="": stop.reached("train-seed-0", msg))
+        assert stop.stopped_at()["train-seed-0"].startswith("seed 0: step")
+    finally:
+        stop.clear()
+    assert s.leftovers() == []  # train-seed restarts: nothing of it is kept
