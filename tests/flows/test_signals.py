@@ -19,7 +19,9 @@ from gradiend_core.testing import tiny_experiment
 ROOT = Path(__file__).resolve().parents[2]
 BOUND_S = 20  # exit after a stop (the stage's next safe point is < 1 s away; a slow shared machine)
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc for the process tree")
+# five CLI processes with their API servers (~1-4 min): `make test-extended`, which CI runs after `make test`
+pytestmark = [pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc for the process tree"),
+              pytest.mark.extended]
 
 
 def proc_table() -> dict[int, tuple[int, str, str]]:
