@@ -18,6 +18,7 @@ never installs the reference: without a ready venv its side is "skipped", with t
 """
 from __future__ import annotations
 
+import os
 import sys
 from itertools import combinations
 from pathlib import Path
@@ -192,6 +193,26 @@ def reference_side(args, venv: Path, exp: dict, manifests: dict, classes: list[s
                          runner="reference_suite_runner.py")
 
 
+def report(args, threads: int | None, load: dict, exp: dict, setup: dict, manifests: dict, ours: dict,
+           ref: dict) -> dict:
+    """The benchmark's JSON object."""
+    pairs = [pair_name(p) for p in our_pairs(exp).values()]
+    t = exp["train"]
+    out = {"bench": "compare-reference-suite", "smoke": args.smoke, "machine": machine(), "threads": threads,
+           "load_average_1min": load,
+           "same_work": {"classes": list(exp["data"]["classes"]), "pairs": pairs,
+                         "rows_per_class": exp["data"]["max_per_class"], "steps": t["max_steps"],
+                         "model_dir": str(prepared_model_dir(manifests["prepare-model"])),
+                         "measures": MEASURES, "topk": TOPK, "experiment": exp},
+           "setup": {k: {kk: v[kk] for kk in ("seconds", "peak_rss_mib", "disk_bytes", "cached")}
+                     for k, v in setup.items()},
+           "ours": ours, "reference": ref}
+    if ours.get("status") == "ok" and ref.get("status") == "ok":
+        out["agreement"] = agreement(ours, ref, pairs)
+        out["speedup"] = round(ref["wall_seconds"] / ours["wall_seconds"], 3)
+    return out
+
+
 def main() -> None:
     args = parse_common(__doc__.splitlines()[0], options)
     threads = args.threads if args.threads is not None else 1  # the reference's measured setting
@@ -204,24 +225,16 @@ def main() -> None:
         exp = experiment(args.smoke, wd, classes, rows, steps, args.lr)
         cfg_path = write_yaml(exp, wd / "suite.yaml")
         setup, manifests = setup_stages(cfg_path, store, wd, threads)
-        names = [pair_name(p) for p in our_pairs(exp).values()]
-        log(f"our side: gradiend-flow run (a suite of {len(names)} pairs)")
+        load = {"before_ours": os.getloadavg()[0]}  # shared machine: the 1-minute load around each side
+        log(f"our side: gradiend-flow run (a suite of {len(classes) * (len(classes) - 1) // 2} pairs)")
         try:
             ours = our_report(run_cli(cfg_path, store, threads=threads, prefect_home=wd / "prefect-home"), exp)
         except RuntimeError as e:  # still measure the reference: its numbers stand on their own
             ours = {"status": "failed", "reason": str(e)[-500:]}
+        load["before_reference"] = os.getloadavg()[0]
         ref = reference_side(args, venv, exp, manifests, classes, wd, threads)
-        out = {"bench": "compare-reference-suite", "smoke": args.smoke, "machine": machine(), "threads": threads,
-               "same_work": {"classes": classes, "pairs": names, "rows_per_class": rows, "steps": steps,
-                             "model_dir": str(prepared_model_dir(manifests["prepare-model"])),
-                             "measures": MEASURES, "topk": TOPK, "experiment": exp},
-               "setup": {k: {kk: v[kk] for kk in ("seconds", "peak_rss_mib", "disk_bytes", "cached")}
-                         for k, v in setup.items()},
-               "ours": ours, "reference": ref}
-        if ours.get("status") == "ok" and ref.get("status") == "ok":
-            out["agreement"] = agreement(ours, ref, names)
-            out["speedup"] = round(ref["wall_seconds"] / ours["wall_seconds"], 3)
-        emit(out)
+        load["after_reference"] = os.getloadavg()[0]
+        emit(report(args, threads, load, exp, setup, manifests, ours, ref))
 
 
 if __name__ == "__main__":
