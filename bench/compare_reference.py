@@ -125,11 +125,13 @@ def reference_job(exp: dict, model_dir: str, classes: list[str], files: tuple[Pa
     }
 
 
-def run_reference(venv: Path, job: dict, wd: Path, threads: int | None, timeout: float | None) -> dict:
+def run_reference(venv: Path, job: dict, wd: Path, threads: int | None, timeout: float | None,
+                  runner: str = "reference_runner.py") -> dict:
+    """`runner` (a script in bench/) on the job, by the reference venv's python; its JSON + wall time, RSS."""
     job_path = wd / "reference-job.json"
     job_path.write_text(json.dumps(job, indent=1))
-    log("running the reference (its own venv)")
-    m = run_measured([str(ref_python(venv)), str(BENCH / "reference_runner.py"), str(job_path)],
+    log(f"running the reference (its own venv): {runner}")
+    m = run_measured([str(ref_python(venv)), str(BENCH / runner), str(job_path)],
                      env=thread_env(threads), cwd=wd, timeout=timeout)
     if m.rc != 0:
         tail = (m.stderr.strip().splitlines() or ["?"])[-1]
@@ -150,6 +152,20 @@ def prefect_database(home: Path, threads: int | None) -> dict:
         raise RuntimeError(f"creating Prefect's database failed (rc={m.rc}): {m.stderr.strip().splitlines()[-1:]}")
     return {"seconds": round(m.seconds, 2), "peak_rss_mib": round(m.peak_rss_mib, 1), "disk_bytes": dir_size(home),
             "cached": False}
+
+
+def setup_stages(cfg_path: Path, store: Path, wd: Path, threads: int | None) -> tuple[dict, dict]:
+    """prepare-model and create-data once (both sides' inputs), and Prefect's database."""
+    from gradiend_core.store import LocalStore
+
+    setup = {}
+    for sid in ("prepare-model", "create-data"):
+        log(f"setup: {sid}")
+        setup[sid] = run_stage_isolated(cfg_path, store, sid, threads=threads)
+    log("setup: prefect-database")
+    setup["prefect-database"] = prefect_database(wd / "prefect-home", threads)
+    s = LocalStore(store)
+    return setup, {sid: s.load(sid, setup[sid]["key"]) for sid in ("prepare-model", "create-data")}
 
 
 def our_report(run: dict, setup_ids: list[str], store: Path, setup_dirs: list[Path]) -> dict:
@@ -212,16 +228,7 @@ def main() -> None:
         store = wd / "store"
         exp = experiment(args.smoke, wd, lrs, args.pre_prune == "on", args.seeds)
         cfg_path = write_yaml(exp, wd / "compare.yaml")
-        setup = {}
-        for sid in ("prepare-model", "create-data"):
-            log(f"setup: {sid}")
-            setup[sid] = run_stage_isolated(cfg_path, store, sid, threads=threads)
-        log("setup: prefect-database")
-        setup["prefect-database"] = prefect_database(wd / "prefect-home", threads)
-        from gradiend_core.store import LocalStore
-
-        s = LocalStore(store)
-        manifests = {sid: s.load(sid, setup[sid]["key"]) for sid in ("prepare-model", "create-data")}
+        setup, manifests = setup_stages(cfg_path, store, wd, threads)
         model_dir = str(prepared_model_dir(manifests["prepare-model"]))
         labels = info(manifests["create-data"])["labels"]  # class -> +1 / -1 (manifest keys are sorted)
         classes = sorted(labels, key=lambda c: -labels[c])

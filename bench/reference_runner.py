@@ -54,7 +54,9 @@ def selected_cell(dec: dict, cls: str) -> dict:
             "base_value": base_value}
 
 
-def main(job_path: str) -> dict:
+def start(job_path: str):
+    """The job, its start time, its training and neutral tables, after importing torch (at the job's
+    thread count) and the reference."""
     job = json.loads(Path(job_path).read_text())
     t_start = time.perf_counter()
     import pandas as pd
@@ -62,13 +64,19 @@ def main(job_path: str) -> dict:
 
     if job.get("threads"):
         torch.set_num_threads(int(job["threads"]))
+    import gradiend  # noqa: F401  (counted in "imports")
+
+    Path(job["experiment_dir"]).mkdir(parents=True, exist_ok=True)
+    return job, t_start, read_table(pd, job["training"]), read_table(pd, job["neutral"])[["text"]]
+
+
+def main(job_path: str) -> dict:
+    job, t_start, data, neutral = start(job_path)
+    import torch
     from gradiend import PrePruneConfig, TextPredictionTrainer, TrainingArguments
 
     steps: dict[str, float] = {"imports": time.perf_counter() - t_start}
     exp = Path(job["experiment_dir"])
-    exp.mkdir(parents=True, exist_ok=True)
-    data = read_table(pd, job["training"])
-    neutral = read_table(pd, job["neutral"])[["text"]]
     pos, neg = job["classes"]
     pre = job.get("pre_prune")
     args = TrainingArguments(

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.bench
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = {
     "compare-reference": ["bench/compare_reference.py", "--ref-venv", "/nonexistent/ref-venv"],
+    "compare-reference-suite": ["bench/compare_reference_suite.py", "--ref-venv", "/nonexistent/ref-venv"],
     "extraction-limit": ["bench/extraction_limit.py", "--profile"],
     "cache-reuse": ["bench/cache_reuse.py"],
     "scaling": ["bench/scaling.py"],
@@ -77,6 +78,27 @@ def test_compare_reference_smoke(outputs):
     # Prefect's database was created in setup: the timed run's PREFECT_HOME already had it
     assert o["setup"]["prefect-database"]["disk_bytes"] > 0
     assert o["same_work"]["experiment"]["train"]["max_seeds"] == 1
+
+
+def test_compare_reference_suite_smoke(outputs):
+    o = parsed(outputs, "compare-reference-suite")
+    assert o["reference"]["status"] == "skipped" and "/nonexistent/ref-venv" in o["reference"]["reason"]
+    assert "agreement" not in o and "speedup" not in o  # nothing to compare against
+    w = o["same_work"]
+    assert w["classes"] == ["1SG", "3SG", "3PL"] and w["pairs"] == ["1SG|3SG", "1SG|3PL", "3PL|3SG"]
+    assert w["steps"] == w["experiment"]["train"]["max_steps"] and w["experiment"]["train"]["max_seeds"] == 1
+    assert w["rows_per_class"] == w["experiment"]["data"]["max_per_class"]
+    ours = o["ours"]
+    assert ours["status"] == "ok" and ours["wall_seconds"] > 0 and ours["peak_rss_mib"] > 0
+    assert {"prepare-model", "create-data"} <= set(ours["cached"]) and "compare" in ours["ran"]
+    assert set(ours["encoder_correlation"]) == set(w["pairs"])
+    assert all(-1.0 <= c <= 1.0 for c in ours["encoder_correlation"].values())
+    assert set(ours["similarity"]) == set(w["measures"]) == {"cosine", "spearman", "topk_overlap", "mass_overlap"}
+    for m, matrix in ours["similarity"].items():
+        assert set(matrix) == set(w["pairs"]) and all(set(row) == set(w["pairs"]) for row in matrix.values())
+        for a in w["pairs"]:
+            assert matrix[a][a] == pytest.approx(1.0)  # a GRADIEND against itself
+            assert all(matrix[a][b] == matrix[b][a] and 0.0 <= matrix[a][b] <= 1.0 for b in w["pairs"])
 
 
 def test_extraction_limit_smoke(outputs):
